@@ -1,0 +1,234 @@
+"""numpy/scipy implementation of the signal contract in `spec.py`.
+
+The watch only ever holds the current window, so filtering and normalisation are defined per
+window (cut, then zero-phase band-pass, then z-score) and training uses these same functions.
+Resampling happens on the stream before windowing (polyphase, `scipy.signal.resample_poly`).
+
+Shapes: a record is (T,), a batch of windows is (N, L).
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+from scipy import signal as sps
+
+from .spec import (FLAG_AMPLITUDE, FLAG_CLIPPING, FLAG_FLAT, FLAG_NAN_GAP, FLAG_TOO_SHORT,
+                   SignalSpec)
+
+
+# --------------------------------------------------------------------------- resampling
+def resample_ratio(fs_in: float, fs_out: float, max_denominator: int = 1000) -> tuple[int, int]:
+    """(up, down) with fs_in * up / down == fs_out, exact for rational rates like 100->125."""
+    if fs_in <= 0 or fs_out <= 0:
+        raise ValueError(f"sampling rates must be positive, got {fs_in} -> {fs_out}")
+    r = Fraction(fs_out / fs_in).limit_denominator(max_denominator)
+    if abs(float(r) * fs_in - fs_out) > 1e-6 * fs_out:
+        raise ValueError(f"cannot resample {fs_in} Hz to {fs_out} Hz with a rational ratio")
+    return r.numerator, r.denominator
+
+
+def resample(x: np.ndarray, fs_in: float, fs_out: float) -> tuple[np.ndarray, np.ndarray]:
+    """Polyphase resampling of a record (T,) -> (T') that keeps track of missing samples.
+
+    NaN runs are bridged by linear interpolation before filtering (a NaN would otherwise smear
+    over the whole filter length) and reported back as a boolean mask at the output rate, so a
+    window that touched a gap is flagged rather than silently filled.
+
+    Returns (y, missing): y (T',) float64 and missing (T',) bool.
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    missing = ~np.isfinite(x)
+    if missing.all():
+        n_out = int(np.ceil(len(x) * fs_out / fs_in))
+        return np.zeros(n_out), np.ones(n_out, dtype=bool)
+    if missing.any():
+        idx = np.arange(len(x))
+        x = x.copy()
+        x[missing] = np.interp(idx[missing], idx[~missing], x[~missing])
+    if fs_in == fs_out:
+        return x, missing
+    up, down = resample_ratio(fs_in, fs_out)
+    y = sps.resample_poly(x, up, down, padtype="line")
+    # A sample at the output rate is missing if any input sample within one input period is.
+    t_out = np.arange(len(y)) * (fs_in / fs_out)
+    if missing.any():
+        lo = np.clip(np.floor(t_out).astype(np.int64), 0, len(x) - 1)
+        hi = np.clip(np.ceil(t_out).astype(np.int64), 0, len(x) - 1)
+        miss_out = missing[lo] | missing[hi]
+    else:
+        miss_out = np.zeros(len(y), dtype=bool)
+    return y, miss_out
+
+
+# --------------------------------------------------------------------------- windowing
+def window_starts(n_samples: int, win: int, hop: int) -> np.ndarray:
+    """Start indices of all full windows of length `win` with step `hop`. (K,) int64."""
+    if n_samples < win:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(0, n_samples - win + 1, hop, dtype=np.int64)
+
+
+def frame(x: np.ndarray, starts: np.ndarray, win: int) -> np.ndarray:
+    """Cut windows (K, win) out of a record (T,) at `starts` (copies)."""
+    if len(starts) == 0:
+        return np.zeros((0, win), dtype=x.dtype)
+    return x[starts[:, None] + np.arange(win)[None, :]]
+
+
+# --------------------------------------------------------------------------- filters
+@lru_cache(maxsize=32)
+def ppg_sos(spec: SignalSpec) -> np.ndarray:
+    """Second-order sections of the PPG band-pass (Butterworth, order spec.ppg_filter_order)."""
+    return sps.butter(spec.ppg_filter_order, spec.ppg_band_hz, btype="bandpass", fs=spec.ppg_fs,
+                      output="sos")
+
+
+@lru_cache(maxsize=32)
+def ecg_sos(spec: SignalSpec) -> np.ndarray:
+    """High-pass, then (optionally) the mains notch, as one cascade of second-order sections."""
+    hp = sps.butter(spec.ecg_filter_order, spec.ecg_highpass_hz, btype="highpass", fs=spec.ecg_fs,
+                    output="sos")
+    if not spec.mains_hz:
+        return hp
+    b, a = sps.iirnotch(spec.mains_hz, spec.notch_q, fs=spec.ecg_fs)
+    return np.vstack([hp, sps.tf2sos(b, a)])
+
+
+def filter_windows(w: np.ndarray, sos: np.ndarray) -> np.ndarray:
+    """Zero-phase filter each window of (N, L) independently (odd padding at both ends)."""
+    w = np.atleast_2d(np.asarray(w, dtype=np.float64))
+    return sps.sosfiltfilt(sos, w, axis=-1)
+
+
+def zscore(w: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """Per-window z-score of (N, L). A flat window maps to zeros, not NaN."""
+    w = np.atleast_2d(w)
+    mu = w.mean(axis=-1, keepdims=True)
+    sd = w.std(axis=-1, keepdims=True)
+    return (w - mu) / np.maximum(sd, eps)
+
+
+def preprocess_ppg_windows(raw: np.ndarray, spec: SignalSpec) -> np.ndarray:
+    """Raw PPG windows at spec.ppg_fs (N, L) -> model input (N, L) float32."""
+    return zscore(filter_windows(raw, ppg_sos(spec)), spec.zscore_eps).astype(np.float32)
+
+
+def preprocess_ecg_windows(raw: np.ndarray, spec: SignalSpec) -> np.ndarray:
+    """Raw ECG windows at spec.ecg_fs (N, L) -> encoder input (N, L) float32."""
+    return zscore(filter_windows(raw, ecg_sos(spec)), spec.zscore_eps).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- quality
+def _longest_constant_run(w: np.ndarray) -> np.ndarray:
+    """Length of the longest run of exactly repeated samples per window. (N, L) -> (N,)."""
+    same = np.diff(w, axis=-1) == 0
+    n, m = same.shape
+    best = np.zeros(n, dtype=np.int64)
+    run = np.zeros(n, dtype=np.int64)
+    # Loop over time, vectorised over windows: L is ~1250, windows are many.
+    for j in range(m):
+        run = np.where(same[:, j], run + 1, 0)
+        np.maximum(best, run, out=best)
+    return best + 1
+
+
+def quality_flags(raw: np.ndarray, missing: np.ndarray | None, fs: float,
+                  spec: SignalSpec) -> np.ndarray:
+    """Quality bitmask per raw window (N, L) -> (N,) uint8 (FLAG_* of spec.py).
+
+    - nan_gap: any sample of the window was missing in the recording;
+    - flat: negligible variance, or a constant run of >= spec.flat_run_s (sensor off);
+    - clipping: more than spec.clip_fraction of samples pinned at the window's min or max;
+    - amplitude: after band-pass and z-score, a spike beyond spec.max_abs_z (a PPG pulse stays
+      within about 4 sigma; motion spikes and electrical transients do not).
+    """
+    raw = np.atleast_2d(np.asarray(raw, dtype=np.float64))
+    n, L = raw.shape
+    flags = np.zeros(n, dtype=np.uint8)
+    if n == 0:
+        return flags
+    if missing is not None:
+        flags[np.atleast_2d(missing).any(axis=-1)] |= FLAG_NAN_GAP
+    sd = raw.std(axis=-1)
+    scale = np.abs(raw.mean(axis=-1)) + 1.0
+    flat = sd < spec.flat_rel_std * scale
+    flat |= _longest_constant_run(raw) >= int(spec.flat_run_s * fs)
+    flags[flat] |= FLAG_FLAT
+    lo = raw.min(axis=-1, keepdims=True)
+    hi = raw.max(axis=-1, keepdims=True)
+    tol = 1e-9 * np.maximum(hi - lo, 1e-12)
+    pinned = ((raw <= lo + tol) | (raw >= hi - tol)).mean(axis=-1)
+    flags[(pinned > spec.clip_fraction) & ~flat] |= FLAG_CLIPPING
+    return flags
+
+
+def amplitude_flags(z: np.ndarray, spec: SignalSpec) -> np.ndarray:
+    """FLAG_AMPLITUDE where a preprocessed (z-scored) window (N, L) has a spike. (N,) uint8."""
+    z = np.atleast_2d(z)
+    return np.where(np.abs(z).max(axis=-1) > spec.max_abs_z, FLAG_AMPLITUDE, 0).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- one record
+def pad_to_window(x: np.ndarray, missing: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray]:
+    """Repeat a too-short record cyclically up to one window (e.g. PPG-BP's 2.1 s segments).
+
+    Tiling keeps the pulse shape and rate (a zero pad would not), and the window is flagged
+    too_short so that users choose whether to keep it.
+    """
+    reps = int(np.ceil(win / max(len(x), 1)))
+    return np.tile(x, reps)[:win], np.tile(missing, reps)[:win]
+
+
+def ppg_windows(x: np.ndarray, fs: float, spec: SignalSpec, pad_short: bool = False,
+                starts_s: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Cut a PPG record (T,) at rate `fs` into model inputs following `spec`.
+
+    starts_s: window starts in seconds; default every spec.hop_s seconds.
+    Returns dict with 'x' (K, spec.ppg_len) float32, 'start_s' (K,), 'flags' (K,) uint8.
+    """
+    y, miss = resample(x, fs, spec.ppg_fs)
+    win = spec.ppg_len
+    short = len(y) < win
+    if short:
+        if not pad_short or len(y) == 0:
+            return {"x": np.zeros((0, win), np.float32), "start_s": np.zeros(0),
+                    "flags": np.zeros(0, np.uint8), "too_short": np.array(True)}
+        y, miss = pad_to_window(y, miss, win)
+    if starts_s is None:
+        starts = window_starts(len(y), win, max(1, int(round(spec.hop_s * spec.ppg_fs))))
+    else:
+        starts = np.round(np.asarray(starts_s) * spec.ppg_fs).astype(np.int64)
+        starts = starts[(starts >= 0) & (starts + win <= len(y))]
+    raw = frame(y, starts, win)
+    flags = quality_flags(raw, frame(miss, starts, win), spec.ppg_fs, spec)
+    z = preprocess_ppg_windows(raw, spec) if len(raw) else np.zeros((0, win), np.float32)
+    flags |= amplitude_flags(z, spec)
+    if short:
+        flags |= FLAG_TOO_SHORT
+    return {"x": z, "start_s": starts / spec.ppg_fs, "flags": flags.astype(np.uint8),
+            "too_short": np.array(short)}
+
+
+def ecg_windows(x: np.ndarray, fs: float, spec: SignalSpec,
+                starts_s: np.ndarray) -> dict[str, np.ndarray]:
+    """ECG windows aligned with PPG window starts (seconds). 'x' (K, spec.ecg_len) float32.
+
+    Windows that run past the end of the ECG get flags with FLAG_NAN_GAP set and zeros.
+    """
+    y, miss = resample(x, fs, spec.ecg_fs)
+    win = spec.ecg_len
+    starts = np.round(np.asarray(starts_s) * spec.ecg_fs).astype(np.int64)
+    ok = (starts >= 0) & (starts + win <= len(y))
+    out = np.zeros((len(starts), win), np.float32)
+    flags = np.full(len(starts), FLAG_NAN_GAP, np.uint8)
+    if ok.any():
+        raw = frame(y, starts[ok], win)
+        f = quality_flags(raw, frame(miss, starts[ok], win), spec.ecg_fs, spec)
+        # Clipping is not a reason to distrust an ECG (QRS peaks often saturate), so only gaps
+        # and flat leads count against it.
+        f &= FLAG_NAN_GAP | FLAG_FLAT
+        out[ok] = preprocess_ecg_windows(raw, spec)
+        flags[ok] = f
+    return {"x": out, "flags": flags}

@@ -1,0 +1,60 @@
+"""Contrastive loss between PPG and ECG embeddings, with negatives from every rank."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate `x` (B, D) from all ranks along the batch, keeping gradients for every rank.
+
+    `torch.distributed.nn.functional.all_gather` backpropagates the gradient of each gathered
+    slice to the rank that produced it, so negatives from other GPUs train this rank's encoder
+    too (the plain `dist.all_gather` would cut them off the graph).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+    return torch.cat(all_gather(x), dim=0)
+
+
+@dataclass
+class ClipLossOutput:
+    loss: torch.Tensor          # () symmetric InfoNCE
+    logits: torch.Tensor        # (B_local, B_global) PPG -> ECG similarities * scale
+    top1_ppg_to_ecg: torch.Tensor   # () fraction of local PPG whose best ECG is its own pair
+
+
+class ClipLoss(nn.Module):
+    """Symmetric CLIP/InfoNCE between L2-normalised PPG and ECG embeddings.
+
+    With `gather=True` each rank scores its B local PPG windows against the ECG windows of all
+    ranks (B * world negatives) and vice versa, so the effective batch grows with the GPUs; the
+    loss of one rank with batch 2B equals the mean of two ranks with batch B each. The paper
+    used per-GPU negatives (`gather=False`).
+    """
+
+    def __init__(self, gather: bool = True):
+        super().__init__()
+        self.gather = gather
+
+    def forward(self, ppg: torch.Tensor, ecg: torch.Tensor, logit_scale: torch.Tensor) -> ClipLossOutput:
+        """ppg, ecg: (B, D) normalised; logit_scale: () log of the inverse temperature."""
+        scale = logit_scale.exp()
+        b = ppg.shape[0]
+        if self.gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            all_ppg, all_ecg = gather_with_grad(ppg), gather_with_grad(ecg)
+            offset = dist.get_rank() * b
+        else:
+            all_ppg, all_ecg, offset = ppg, ecg, 0
+        logits_p = scale * ppg @ all_ecg.T            # (B, B_global)
+        logits_e = scale * ecg @ all_ppg.T            # (B, B_global)
+        target = torch.arange(b, device=ppg.device) + offset
+        loss = 0.5 * (F.cross_entropy(logits_p, target) + F.cross_entropy(logits_e, target))
+        with torch.no_grad():
+            top1 = (logits_p.argmax(dim=1) == target).float().mean()
+        return ClipLossOutput(loss=loss, logits=logits_p, top1_ppg_to_ecg=top1)
