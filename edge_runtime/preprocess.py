@@ -51,15 +51,8 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> tuple[np.ndarray, np
         return x, missing
     up, down = resample_ratio(fs_in, fs_out)
     y = sps.resample_poly(x, up, down, padtype="line")
-    # A sample at the output rate is missing if any input sample within one input period is.
-    t_out = np.arange(len(y)) * (fs_in / fs_out)
-    if missing.any():
-        lo = np.clip(np.floor(t_out).astype(np.int64), 0, len(x) - 1)
-        hi = np.clip(np.ceil(t_out).astype(np.int64), 0, len(x) - 1)
-        miss_out = missing[lo] | missing[hi]
-    else:
-        miss_out = np.zeros(len(y), dtype=bool)
-    return y, miss_out
+    # A sample at the output rate is missing if an input sample next to it is.
+    return y, map_mask(missing, fs_in, fs_out, len(y))
 
 
 # --------------------------------------------------------------------------- windowing
@@ -121,25 +114,40 @@ def preprocess_ecg_windows(raw: np.ndarray, spec: SignalSpec) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- quality
-def _longest_constant_run(w: np.ndarray) -> np.ndarray:
-    """Length of the longest run of exactly repeated samples per window. (N, L) -> (N,)."""
-    same = np.diff(w, axis=-1) == 0
-    n, m = same.shape
-    best = np.zeros(n, dtype=np.int64)
-    run = np.zeros(n, dtype=np.int64)
-    # Loop over time, vectorised over windows: L is ~1250, windows are many.
-    for j in range(m):
-        run = np.where(same[:, j], run + 1, 0)
-        np.maximum(best, run, out=best)
-    return best + 1
+def constant_runs(x: np.ndarray, fs: float, min_run_s: float) -> np.ndarray:
+    """(T,) bool: samples inside a run of exactly repeated values lasting >= min_run_s.
+
+    Computed on the sensor's own samples, before resampling: a disconnected sensor repeats one
+    ADC code exactly, while the resampled stream only repeats it up to rounding and ringing.
+    """
+    x = np.asarray(x).reshape(-1)
+    n = len(x)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    same = np.r_[False, x[1:] == x[:-1]]
+    starts = np.flatnonzero(~same)
+    lengths = np.diff(np.r_[starts, n])
+    return np.repeat(lengths >= max(2, int(round(min_run_s * fs))), lengths)
+
+
+def map_mask(mask: np.ndarray, fs_in: float, fs_out: float, n_out: int) -> np.ndarray:
+    """Carry a per-sample bool mask from fs_in to the n_out samples of a stream at fs_out."""
+    if fs_in == fs_out and len(mask) == n_out:
+        return mask
+    t = np.arange(n_out) * (fs_in / fs_out)
+    lo = np.clip(np.floor(t).astype(np.int64), 0, len(mask) - 1)
+    hi = np.clip(np.ceil(t).astype(np.int64), 0, len(mask) - 1)
+    return mask[lo] | mask[hi]
 
 
 def quality_flags(raw: np.ndarray, missing: np.ndarray | None, fs: float,
-                  spec: SignalSpec) -> np.ndarray:
+                  spec: SignalSpec, flat_mask: np.ndarray | None = None) -> np.ndarray:
     """Quality bitmask per raw window (N, L) -> (N,) uint8 (FLAG_* of spec.py).
 
     - nan_gap: any sample of the window was missing in the recording;
-    - flat: negligible variance, or a constant run of >= spec.flat_run_s (sensor off);
+    - flat: negligible variance, or a constant run of >= spec.flat_run_s (sensor off), taken
+      from `flat_mask` (N, L) when the caller computed it on the sensor's samples
+      (see `constant_runs`), else searched in the window itself;
     - clipping: more than spec.clip_fraction of samples pinned at the window's min or max;
     - amplitude: after band-pass and z-score, a spike beyond spec.max_abs_z (a PPG pulse stays
       within about 4 sigma; motion spikes and electrical transients do not).
@@ -154,7 +162,11 @@ def quality_flags(raw: np.ndarray, missing: np.ndarray | None, fs: float,
     sd = raw.std(axis=-1)
     scale = np.abs(raw.mean(axis=-1)) + 1.0
     flat = sd < spec.flat_rel_std * scale
-    flat |= _longest_constant_run(raw) >= int(spec.flat_run_s * fs)
+    if flat_mask is None:
+        flat_mask = np.stack([constant_runs(r, fs, spec.flat_run_s) for r in raw])
+    # At least flat_run_s of the window inside a long constant run (not just one sample next
+    # to one, which the resampling map can touch at a window edge).
+    flat |= np.atleast_2d(flat_mask).sum(axis=-1) >= spec.flat_run_s * fs
     flags[flat] |= FLAG_FLAT
     lo = raw.min(axis=-1, keepdims=True)
     hi = raw.max(axis=-1, keepdims=True)
@@ -189,6 +201,7 @@ def ppg_windows(x: np.ndarray, fs: float, spec: SignalSpec, pad_short: bool = Fa
     Returns dict with 'x' (K, spec.ppg_len) float32, 'start_s' (K,), 'flags' (K,) uint8.
     """
     y, miss = resample(x, fs, spec.ppg_fs)
+    flat = map_mask(constant_runs(x, fs, spec.flat_run_s), fs, spec.ppg_fs, len(y))
     win = spec.ppg_len
     short = len(y) < win
     if short:
@@ -196,13 +209,14 @@ def ppg_windows(x: np.ndarray, fs: float, spec: SignalSpec, pad_short: bool = Fa
             return {"x": np.zeros((0, win), np.float32), "start_s": np.zeros(0),
                     "flags": np.zeros(0, np.uint8), "too_short": np.array(True)}
         y, miss = pad_to_window(y, miss, win)
+        flat = np.resize(flat, win)
     if starts_s is None:
         starts = window_starts(len(y), win, max(1, int(round(spec.hop_s * spec.ppg_fs))))
     else:
         starts = np.round(np.asarray(starts_s) * spec.ppg_fs).astype(np.int64)
         starts = starts[(starts >= 0) & (starts + win <= len(y))]
     raw = frame(y, starts, win)
-    flags = quality_flags(raw, frame(miss, starts, win), spec.ppg_fs, spec)
+    flags = quality_flags(raw, frame(miss, starts, win), spec.ppg_fs, spec, frame(flat, starts, win))
     z = preprocess_ppg_windows(raw, spec) if len(raw) else np.zeros((0, win), np.float32)
     flags |= amplitude_flags(z, spec)
     if short:
@@ -218,6 +232,7 @@ def ecg_windows(x: np.ndarray, fs: float, spec: SignalSpec,
     Windows that run past the end of the ECG get flags with FLAG_NAN_GAP set and zeros.
     """
     y, miss = resample(x, fs, spec.ecg_fs)
+    flat = map_mask(constant_runs(x, fs, spec.flat_run_s), fs, spec.ecg_fs, len(y))
     win = spec.ecg_len
     starts = np.round(np.asarray(starts_s) * spec.ecg_fs).astype(np.int64)
     ok = (starts >= 0) & (starts + win <= len(y))
@@ -225,7 +240,8 @@ def ecg_windows(x: np.ndarray, fs: float, spec: SignalSpec,
     flags = np.full(len(starts), FLAG_NAN_GAP, np.uint8)
     if ok.any():
         raw = frame(y, starts[ok], win)
-        f = quality_flags(raw, frame(miss, starts[ok], win), spec.ecg_fs, spec)
+        f = quality_flags(raw, frame(miss, starts[ok], win), spec.ecg_fs, spec,
+                          frame(flat, starts[ok], win))
         # Clipping is not a reason to distrust an ECG (QRS peaks often saturate), so only gaps
         # and flat leads count against it.
         f &= FLAG_NAN_GAP | FLAG_FLAT

@@ -253,7 +253,10 @@ def train(cfg: PretrainConfig, data: Path, out: Path, resume: bool, quiet: bool 
     while step < total:
         epoch, offset = divmod(step, steps_per_epoch)
         batches = epoch_batches(len(ds), cfg.batch_size, epoch, cfg.seed, d.rank, d.world)[offset:]
-        loader = DataLoader(ds, batch_sampler=batches, num_workers=cfg.num_workers)
+        # A private generator: creating a DataLoader iterator otherwise draws from the global
+        # RNG, and a resumed run creates one at a different step than an uninterrupted run.
+        loader = DataLoader(ds, batch_sampler=batches, num_workers=cfg.num_workers,
+                            generator=torch.Generator().manual_seed(cfg.seed))
         for batch in loader:
             if step >= total:
                 break
@@ -284,7 +287,7 @@ def train(cfg: PretrainConfig, data: Path, out: Path, resume: bool, quiet: bool 
             if step % cfg.log_every == 0 or step == total:
                 dt = time.perf_counter() - t_log
                 last = {"step": step, "epoch": epoch, "loss": loss_val,
-                        "temperature": float(1 / model.logit_scale.exp()),
+                        "temperature": float(1 / model.logit_scale.detach().exp()),
                         "batch_top1": d.mean(float(lo.top1_ppg_to_ecg)), "grad_norm": float(gnorm),
                         "lr": lr_at(step - 1, cfg, total), "windows_per_s": n_log / dt}
                 t_log, n_log = time.perf_counter(), 0

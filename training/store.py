@@ -248,7 +248,7 @@ class WindowStore:
     def ppg(self, i: int) -> np.ndarray:
         """(Lp,) float32 model input of window i of this split."""
         ci, j = self._locate(i)
-        return np.asarray(self._array(ci, "ppg")[j])
+        return np.array(self._array(ci, "ppg")[j])
 
     def ecg(self, i: int) -> np.ndarray:
         """(Le,) float32 paired ECG window; raises if the store has no ECG."""

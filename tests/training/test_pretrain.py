@@ -1,0 +1,209 @@
+"""ECG-guided pretraining: loss, cross-rank negatives, DDP, checkpoints, resume, bad input."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as tmp_mp
+import torch.nn.functional as F
+
+from training import pretrain
+from training.losses import ClipLoss
+from training.models import build_model, load_encoder_checkpoint
+from training.prepare import main as prepare_main
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["ppg_model=net1d-tiny", "ecg_model=net1d-ecg-tiny", "batch_size=8", "epochs=0",
+        "max_steps=6", "warmup_steps=2", "log_every=1", "ckpt_every=2", "threads=1", "eval_batch=8"]
+
+
+def _sets(*extra):
+    out = []
+    for s in list(TINY) + list(extra):
+        out += ["--set", s]
+    return out
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pre") / "store"
+    assert prepare_main(["--source", "synthetic", "--input", "subjects=8,minutes=2,seed=11",
+                         "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    return out
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_worker(rank, world, port, x_ppg, x_ecg, w_ppg, w_ecg, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    p_tower = torch.nn.Linear(*w_ppg.shape[::-1], bias=False)
+    e_tower = torch.nn.Linear(*w_ecg.shape[::-1], bias=False)
+    with torch.no_grad():
+        p_tower.weight.copy_(w_ppg)
+        e_tower.weight.copy_(w_ecg)
+    b = x_ppg.shape[0] // world
+    sl = slice(rank * b, (rank + 1) * b)
+    p = F.normalize(p_tower(x_ppg[sl]), dim=-1)
+    e = F.normalize(e_tower(x_ecg[sl]), dim=-1)
+    out = ClipLoss(gather=True)(p, e, torch.tensor(2.0))
+    out.loss.backward()
+    # What DDP does after backward: average parameter gradients across ranks.
+    for prm in (p_tower.weight, e_tower.weight):
+        dist.all_reduce(prm.grad)
+        prm.grad /= world
+    loss = torch.tensor([out.loss.item()])
+    dist.all_reduce(loss)
+    torch.save({"loss": loss.item() / world, "g_ppg": p_tower.weight.grad, "g_ecg": e_tower.weight.grad},
+               Path(out_dir) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_gathered_negatives_two_ranks_equal_one_rank_double_batch(tmp_path):
+    torch.manual_seed(0)
+    B, d_in, d = 6, 10, 4
+    x_ppg, x_ecg = torch.randn(2 * B, d_in), torch.randn(2 * B, d_in)
+    w_ppg, w_ecg = torch.randn(d, d_in), torch.randn(d, d_in)
+    # Reference: one process, batch 2B.
+    wp, we = w_ppg.clone().requires_grad_(), w_ecg.clone().requires_grad_()
+    ref = ClipLoss(gather=True)(F.normalize(x_ppg @ wp.T, dim=-1), F.normalize(x_ecg @ we.T, dim=-1),
+                                torch.tensor(2.0))
+    ref.loss.backward()
+    tmp_mp.spawn(_rank_worker, args=(2, _free_port(), x_ppg, x_ecg, w_ppg, w_ecg, str(tmp_path)), nprocs=2)
+    for r in range(2):
+        got = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
+        assert abs(got["loss"] - ref.loss.item()) < 1e-5
+        assert torch.allclose(got["g_ppg"], wp.grad, atol=1e-6)
+        assert torch.allclose(got["g_ecg"], we.grad, atol=1e-6)
+
+
+def test_clip_loss_prefers_aligned_pairs():
+    torch.manual_seed(0)
+    e = F.normalize(torch.randn(16, 8), dim=-1)
+    aligned = ClipLoss()(e, e, torch.tensor(3.0))
+    shuffled = ClipLoss()(e, e[torch.randperm(16)], torch.tensor(3.0))
+    assert aligned.loss < shuffled.loss and aligned.top1_ppg_to_ecg == 1.0
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = pretrain.PretrainConfig(lr=1.0, warmup_steps=10)
+    lrs = [pretrain.lr_at(s, cfg, 100) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 0.01
+
+
+def test_pretrain_main_writes_checkpoint_and_manifest(store, tmp_path):
+    run = tmp_path / "run"
+    assert pretrain.main(["--data", str(store), "--out", str(run), "--quiet"] + _sets()) == 0
+    ck = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert ck["step"] == 6 and not any(k.startswith("module.") for k in ck["model"])
+    entry = build_model("net1d-tiny")
+    load_encoder_checkpoint(entry.model, ck["ppg_encoder"])     # strict
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["stage"] == "pretrain" and m["metrics"]["steps"] == 6
+    assert m["config"]["batch_size"] == 8 and m["trained_on_subjects"]
+    assert "val_retrieval" in m["metrics"] and "test_retrieval" in m["metrics"]
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["step"] for l in lines] == [1, 2, 3, 4, 5, 6]
+    assert {"loss", "temperature", "batch_top1", "windows_per_s"} <= set(json.loads(lines[-1]))
+
+
+def _run_cli(args, **kw):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "training.pretrain"] + args, cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600, **kw)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_matches_uninterrupted_run(store, tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    base = ["--data", str(store), "--quiet"] + _sets("max_steps=7", "ckpt_every=2")
+    assert _run_cli(base + ["--out", str(straight)]).returncode == 0
+    r = _run_cli(base + ["--out", str(killed), "--set", "kill_at_step=5"])
+    assert r.returncode == -9                                 # really killed, mid-way
+    assert torch.load(killed / "checkpoints" / "latest.pt", weights_only=True)["step"] == 4
+    assert _run_cli(base + ["--out", str(killed), "--resume"]).returncode == 0
+    a = torch.load(straight / "checkpoints" / "latest.pt", weights_only=True)
+    b = torch.load(killed / "checkpoints" / "latest.pt", weights_only=True)
+    assert a["step"] == b["step"] == 7
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    steps = [json.loads(l)["step"] for l in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 8))
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(store, tmp_path):
+    run = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "training.pretrain", "--data", str(store), "--out", str(run), "--quiet"]
+                       + _sets("batch_size=4", "max_steps=4"), cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["world_size"] == 2 and m["metrics"]["steps"] == 4
+
+
+def test_frozen_ecg_from_checkpoint_uses_feature_cache(store, tmp_path):
+    ecg = build_model("net1d-ecg-tiny")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in ecg.model.state_dict().items()}},
+               tmp_path / "ecg.pth")
+    run = tmp_path / "frozen"
+    rc = pretrain.main(["--data", str(store), "--out", str(run), "--quiet"]
+                       + _sets(f"ecg_checkpoint={tmp_path / 'ecg.pth'}"))
+    assert rc == 0
+    caches = list((store / "ecg_features").glob("*.npy"))
+    assert len(caches) == 1
+    ck = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert not any(k.startswith("ecg_encoder.") for k in ck["model"])     # frozen: not re-saved
+    assert ck["model_config"]["ecg_frozen"] is True
+
+
+def test_store_without_ecg_is_a_clear_error(tmp_path, capsys):
+    import numpy as np
+    f = tmp_path / "ppg_only.csv"
+    t = np.arange(100 * 60) / 100
+    np.savetxt(f, np.sin(2 * np.pi * 1.2 * t)[:, None], header="ppg", comments="")
+    prepare_main(["--source", "csv", "--input", str(f), "--out", str(tmp_path / "s"), "--quiet",
+                  "--ppg-column", "ppg", "--fs", "100"])
+    rc = pretrain.main(["--data", str(tmp_path / "s"), "--out", str(tmp_path / "r"), "--quiet"] + _sets())
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "no ECG" in err[0]
+
+
+def test_wrong_architecture_checkpoint_is_a_clear_error(store, tmp_path, capsys):
+    torch.save(build_model("net1d-tiny").model.state_dict(), tmp_path / "not_ecg.pth")
+    rc = pretrain.main(["--data", str(store), "--out", str(tmp_path / "r"), "--quiet"]
+                       + _sets(f"ecg_checkpoint={tmp_path / 'not_ecg.pth'}", "ecg_model=net1d-ecg-small"))
+    err = capsys.readouterr().err
+    assert rc == 1 and ("missing" in err or "unexpected" in err or "shape" in err)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+
+    class NaNAfter4(ClipLoss):
+        def forward(self, p, e, s):
+            calls["n"] += 1
+            out = super().forward(p, e, s)
+            if calls["n"] >= 5:
+                out.loss = out.loss * float("nan")
+            return out
+
+    monkeypatch.setattr(pretrain, "ClipLoss", NaNAfter4)
+    run = tmp_path / "nan"
+    rc = pretrain.main(["--data", str(store), "--out", str(run), "--quiet"] + _sets())
+    err = capsys.readouterr().err
+    assert rc == 1 and "step 5" in err and "nan" in err.lower()
+    assert torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["step"] == 4
