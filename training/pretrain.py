@@ -12,6 +12,7 @@ latest checkpoint to the same result as an uninterrupted run: batches are a func
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -28,10 +29,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from anyppg.config import ConfigError, load_config, to_dict
-from anyppg.runs import atomic_path, sha256_file, write_manifest
+from anyppg.runs import atomic_path, write_manifest
 from training.clip_model import PPGECGClip
 from training.dataset import WindowDataset
-from training.ecg_cache import build_cache, load_cache, weights_key
+from training.ecg_cache import build_cache, cache_path, load_cache, weights_key
 from training.losses import ClipLoss
 from training.models import build_model, load_encoder_checkpoint
 from training.store import WindowStore
@@ -169,6 +170,42 @@ def retrieval_top1(model: PPGECGClip, store_path: Path, split: str, batch: int, 
 
 
 # ----------------------------------------------------------------------------- training
+@dataclass
+class StepResult:
+    loss: float                     # mean over ranks
+    out: object                     # ClipLossOutput of this rank
+    grad_norm: float | None         # None: the loss was not finite and nothing was updated
+
+
+def train_step(net, model: PPGECGClip, loss_fn: ClipLoss, opt, params, grad_clip: float,
+               ppg: torch.Tensor, ecg: torch.Tensor | None = None,
+               ecg_features: torch.Tensor | None = None, autocast=None,
+               reduce=lambda x: x) -> StepResult:
+    """One optimisation step. `net` is `model` or its DDP wrapper; ppg (B, 1, Lp), ecg
+    (B, 1, Le) or cached ecg_features (B, D). A non-finite loss updates nothing."""
+    with autocast if autocast is not None else contextlib.nullcontext():
+        o = net(ppg, ecg=ecg, ecg_features=ecg_features)
+        lo = loss_fn(o.ppg.float(), o.ecg.float(), o.logit_scale.float())
+    loss_val = reduce(float(lo.loss.detach()))
+    if not math.isfinite(loss_val):
+        return StepResult(loss_val, lo, None)
+    opt.zero_grad(set_to_none=True)
+    lo.loss.backward()
+    gnorm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+    opt.step()
+    with torch.no_grad():   # CLIP's clamp: temperature never below 0.01
+        model.logit_scale.clamp_(0, math.log(100))
+    return StepResult(loss_val, lo, gnorm)
+
+
+def make_optimizer(model: PPGECGClip, cfg: PretrainConfig):
+    """AdamW without weight decay on biases, norms and the temperature."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+                             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
+    return opt, params
+
+
 def train(cfg: PretrainConfig, data: Path, out: Path, resume: bool, quiet: bool = False) -> dict:
     d = _Dist()
     if cfg.threads:
@@ -187,18 +224,13 @@ def train(cfg: PretrainConfig, data: Path, out: Path, resume: bool, quiet: bool 
         if d.main:
             build_cache(data, model.ecg_encoder, key, device=d.device, quiet=quiet)
         d.barrier()
-        from training.ecg_cache import cache_path
         cache = load_cache(cache_path(data, key), WindowStore(data, split=None))
         model.ecg_encoder = None    # never run again: the cache is all the ECG tower gives
 
     if cfg.compile:
         model.ppg_encoder = torch.compile(model.ppg_encoder)
     ddp = DistributedDataParallel(model) if d.world > 1 else model
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    opt, params = make_optimizer(model, cfg)
     loss_fn = ClipLoss(gather=cfg.gather_negatives)
 
     ds = WindowDataset(data, split="train", with_ecg=not use_cache)
@@ -263,24 +295,18 @@ def train(cfg: PretrainConfig, data: Path, out: Path, resume: bool, quiet: bool 
             for gr in opt.param_groups:
                 gr["lr"] = lr_at(step, cfg, total)
             ppg = batch["ppg"].to(d.device, non_blocking=True)
-            with autocast:
-                if use_cache:
-                    feats = torch.from_numpy(np.asarray(cache[batch["row"].numpy()], np.float32)).to(d.device)
-                    o = ddp(ppg, ecg_features=feats)
-                else:
-                    o = ddp(ppg, ecg=batch["ecg"].to(d.device, non_blocking=True))
-                lo = loss_fn(o.ppg.float(), o.ecg.float(), o.logit_scale.float())
-            loss_val = d.mean(float(lo.loss.detach()))
-            if not math.isfinite(loss_val):
+            feats = ecg = None
+            if use_cache:
+                feats = torch.from_numpy(np.asarray(cache[batch["row"].numpy()], np.float32)).to(d.device)
+            else:
+                ecg = batch["ecg"].to(d.device, non_blocking=True)
+            res = train_step(ddp, model, loss_fn, opt, params, cfg.grad_clip, ppg, ecg=ecg,
+                             ecg_features=feats, autocast=autocast, reduce=d.mean)
+            loss_val, lo, gnorm = res.loss, res.out, res.grad_norm
+            if gnorm is None:
                 done = int(torch.load(ckpt_path, weights_only=True)["step"]) if ckpt_path.is_file() else 0
                 raise FloatingPointError(f"step {step + 1}: loss is {loss_val}; stopped, last good "
                                          f"checkpoint (step {done}) kept at {ckpt_path}")
-            opt.zero_grad(set_to_none=True)
-            lo.loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            with torch.no_grad():   # CLIP's clamp: temperature never below 0.01
-                model.logit_scale.clamp_(0, math.log(100))
             step += 1
             n_log += len(ppg) * d.world
             bar.update(1)
