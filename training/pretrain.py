@@ -42,6 +42,9 @@ from training.store import WindowStore
 class PretrainConfig:
     ppg_model: str = "net1d-small"
     ecg_model: str = "net1d-ecg-small"
+    # Dropout inside the PPG encoder; < 0 keeps the registry's (0.5 for Net1D). High dropout
+    # before batch norm shifts its statistics between train and eval mode on small data.
+    ppg_encoder_dropout: float = -1.0
     # Frozen ECG weights (the paper's setting). Empty: no ECG weights, train the ECG tower
     # jointly from scratch.
     ecg_checkpoint: str = ""
@@ -51,6 +54,11 @@ class PretrainConfig:
     init_temperature: float = 0.07
     gather_negatives: bool = True       # negatives from all ranks (the paper: per GPU)
     batch_size: int = 64                # per rank
+    # > 0: build each batch from groups of this many windows of one subject. Negatives from the
+    # same person can't be told apart by who they are, only by what changed (rate, rhythm,
+    # breathing), which is what downstream tasks need; with few subjects, uniform batches let
+    # the model win by recognising patients and it does not generalise to new ones.
+    windows_per_subject: int = 0
     epochs: int = 5
     max_steps: int = 0                  # > 0: stop after this many steps
     lr: float = 4e-4
@@ -78,12 +86,28 @@ def lr_at(step: int, cfg: PretrainConfig, total: int) -> float:
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def epoch_batches(n: int, batch: int, epoch: int, seed: int, rank: int, world: int) -> list[list[int]]:
-    """This rank's batches for an epoch: a (seed, epoch) permutation, split across ranks."""
+def epoch_batches(n: int, batch: int, epoch: int, seed: int, rank: int, world: int,
+                  subjects: np.ndarray | None = None, per_subject: int = 0) -> list[list[int]]:
+    """This rank's batches for an epoch: a (seed, epoch) permutation, split across ranks.
+
+    With `subjects` (n,) and per_subject k > 0, the permutation is made of shuffled groups of k
+    windows of one subject (leftovers dropped), so each batch holds batch/k such groups.
+    """
     g = torch.Generator().manual_seed(seed * 100003 + epoch)
-    perm = torch.randperm(n, generator=g).tolist()
+    if per_subject > 0 and subjects is not None:
+        if batch % per_subject:
+            raise ValueError(f"batch_size {batch} must be a multiple of windows_per_subject {per_subject}")
+        groups = []
+        for s in np.unique(subjects):
+            idx = np.flatnonzero(subjects == s)
+            idx = idx[torch.randperm(len(idx), generator=g).numpy()]
+            groups += [idx[i:i + per_subject].tolist() for i in range(0, len(idx) - per_subject + 1, per_subject)]
+        order = torch.randperm(len(groups), generator=g).tolist()
+        perm = [i for o in order for i in groups[o]]
+    else:
+        perm = torch.randperm(n, generator=g).tolist()
     per_step = batch * world
-    steps = n // per_step
+    steps = len(perm) // per_step
     return [perm[s * per_step + rank * batch: s * per_step + (rank + 1) * batch] for s in range(steps)]
 
 
@@ -117,7 +141,7 @@ class _Dist:
 
 
 def build_towers(cfg: PretrainConfig, spec):
-    ppg = build_model(cfg.ppg_model)
+    ppg = build_model(cfg.ppg_model, **({"dropout": cfg.ppg_encoder_dropout} if cfg.ppg_encoder_dropout >= 0 else {}))
     ecg = build_model(cfg.ecg_model)
     if ppg.input_kind != "ppg" or ecg.input_kind != "ecg":
         raise ConfigError(f"ppg_model must be a PPG encoder and ecg_model an ECG encoder "
@@ -234,7 +258,9 @@ def train(cfg: PretrainConfig, data: Path, out: Path, resume: bool, quiet: bool 
     loss_fn = ClipLoss(gather=cfg.gather_negatives)
 
     ds = WindowDataset(data, split="train", with_ecg=not use_cache)
-    steps_per_epoch = len(ds) // (cfg.batch_size * d.world)
+    batches_of = lambda epoch: epoch_batches(len(ds), cfg.batch_size, epoch, cfg.seed, d.rank, d.world,
+                                             ds.subject_codes, cfg.windows_per_subject)
+    steps_per_epoch = len(batches_of(0))
     if steps_per_epoch == 0:
         raise ValueError(f"{data}: {len(ds)} training windows are fewer than one global batch "
                          f"({cfg.batch_size} x {d.world} ranks)")
@@ -284,7 +310,7 @@ def train(cfg: PretrainConfig, data: Path, out: Path, resume: bool, quiet: bool 
     model.train()
     while step < total:
         epoch, offset = divmod(step, steps_per_epoch)
-        batches = epoch_batches(len(ds), cfg.batch_size, epoch, cfg.seed, d.rank, d.world)[offset:]
+        batches = batches_of(epoch)[offset:]
         # A private generator: creating a DataLoader iterator otherwise draws from the global
         # RNG, and a resumed run creates one at a different step than an uninterrupted run.
         loader = DataLoader(ds, batch_sampler=batches, num_workers=cfg.num_workers,

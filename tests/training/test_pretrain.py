@@ -207,3 +207,18 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, monkeypa
     err = capsys.readouterr().err
     assert rc == 1 and "step 5" in err and "nan" in err.lower()
     assert torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["step"] == 4
+
+
+def test_subject_grouped_batches():
+    import numpy as np
+    subjects = np.repeat(np.arange(5), 20)          # 5 subjects x 20 windows
+    b = pretrain.epoch_batches(100, 8, epoch=3, seed=1, rank=0, world=1, subjects=subjects, per_subject=4)
+    assert len(b) == 12 and all(len(x) == 8 for x in b)
+    for x in b:                                      # two groups of 4 windows of one subject each
+        assert len(set(subjects[x[:4]])) == 1 and len(set(subjects[x[4:]])) == 1
+    flat = [i for x in b for i in x]
+    assert len(set(flat)) == len(flat)
+    assert b == pretrain.epoch_batches(100, 8, 3, 1, 0, 1, subjects, 4)        # deterministic
+    assert b != pretrain.epoch_batches(100, 8, 4, 1, 0, 1, subjects, 4)        # reshuffled per epoch
+    with pytest.raises(ValueError, match="multiple"):
+        pretrain.epoch_batches(100, 6, 0, 0, 0, 1, subjects, 4)
