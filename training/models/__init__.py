@@ -16,3 +16,4 @@ __all__ = [
     "LoadResult", "Net1D", "Net1DConfig", "EncoderOutput", "ANYPPG_PPG", "ECGFOUNDER",
     "count_macs", "count_params",
 ]
+from training.models import student as _student  # noqa: F401,E402  (registers the student family)
