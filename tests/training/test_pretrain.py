@@ -18,7 +18,7 @@ from training.models import build_model, load_encoder_checkpoint
 from training.prepare import main as prepare_main
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["ppg_model=net1d-tiny", "ecg_model=net1d-ecg-tiny", "batch_size=8", "epochs=0",
+TINY = ["ppg_model=net1d-tiny", "ecg_model=net1d-ecg-tiny", "batch_size=8", "epochs=0", "windows_per_subject=4",
         "max_steps=6", "warmup_steps=2", "log_every=1", "ckpt_every=2", "threads=1", "eval_batch=8"]
 
 
