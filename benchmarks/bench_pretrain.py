@@ -67,8 +67,10 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", default="small,full")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: per-core figures)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     rows = [bench_pair(p, args.batch, args.steps, device) for p in args.pairs.split(",")]
     print(f"pretraining step throughput on {device} ({torch.get_num_threads()} threads), batch {args.batch}, frozen ECG tower:")
