@@ -1,0 +1,247 @@
+"""The conversion path end to end: ONNX -> onnx2tf -> depthwise / QAT-range rewrites -> audit ->
+parity, on student-tiny. One export (onnx2tf twice: determinism) is shared by these tests."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from quantization import op_audit, qat, qat_ranges, qmodel as qm, tflite_io as tio
+from quantization.onnx_export import QDQ_OPS, export_onnx, onnx_op_counts
+
+pytestmark = pytest.mark.toolchain
+FIELDS = ["embedding", "hr", "rr", "af_logit", "quality_logit", "sbp", "dbp"]
+
+
+def test_onnx_is_plain_float_not_qcdq(tmp_path, qat_run):
+    """We do NOT take brevitas' QCDQ route: onnx2tf drops QuantizeLinear/DequantizeLinear pairs
+    and the float graph it rebuilds from a QCDQ model is wrong (embedding cosine 0.95 against
+    onnxruntime on this toolchain). The exported graph is the BN-folded float student whose
+    weights are the dequantised QAT integers; the integers come back out of TFLite's converter
+    and the QAT activation ranges are written into the .tflite afterwards (qat_ranges)."""
+    m = qat.load_qat_run(qat_run)
+    x = torch.randn(2, 1, 1250)
+    dep = qm.deployable_float(m.folded, m.qg, x[:1])
+    names = export_onnx(dep, tmp_path / "m.onnx", 1250)
+    assert names == FIELDS
+    ops = onnx_op_counts(tmp_path / "m.onnx")
+    assert not set(ops) & set(QDQ_OPS), ops
+    assert "BatchNormalization" not in ops and "Conv" in ops and "Gemm" in ops
+    import onnx
+    g = onnx.load(str(tmp_path / "m.onnx")).graph
+    assert [o.name for o in g.output] == FIELDS and [i.name for i in g.input] == ["ppg"]
+
+
+def test_export_files_and_sidecar(export_dir):
+    for f in ("model.onnx", "model_int8.tflite", "model_int8_calib.tflite", "model_int8.json",
+              "model_int8_calib.json", "audit.json", "parity.json", "parity.md", "qat_ranges.json",
+              "manifest.json"):
+        assert (export_dir / f).is_file(), f
+    assert not any(p.name.startswith(".") for p in export_dir.parent.iterdir())   # no temp leftovers
+    side = json.loads((export_dir / "model_int8.json").read_text())
+    assert side["input"]["dtype"] == "int8" and side["input"]["shape"] == [1, 1250, 1]
+    assert [o["name"] for o in side["outputs"]] == FIELDS
+    assert [o["position"] for o in side["outputs"]] == list(range(7))
+    assert side["outputs"][1]["unit"] == "bpm" and side["spec"]["ppg_fs"] == 125.0
+    assert "hr" in side["label_norm"]
+    # the sidecar is the truth about the file: indices, names and quantisation agree with it
+    model = tio.load_model((export_dir / "model_int8.tflite").read_bytes())
+    io = tio.io_binding(model)
+    for o, e in zip(side["outputs"], io["outputs"]):
+        assert (o["index"], o["scale"], o["zero_point"]) == (e["index"], e["scale"], e["zero_point"])
+        assert e["tensor_name"] == o["name"] and e["signature_name"] == o["name"]
+    assert io["inputs"][0]["tensor_name"] == "ppg"
+    man = json.loads((export_dir / "manifest.json").read_text())
+    assert man["metrics"]["determinism"]["byte_identical"] is True
+    assert man["metrics"]["output_binding"]["signature_agrees"] is True
+
+
+def test_op_audit_passes_on_exported_files(export_dir):
+    for f in ("model_int8.tflite", "model_int8_calib.tflite"):
+        rep = op_audit.audit(export_dir / f)
+        assert rep["ok"], rep["errors"]
+        assert not rep["warnings"], rep["warnings"]                     # no grouped conv left
+        assert "DEPTHWISE_CONV_2D" in rep["ops"] and "AVERAGE_POOL_2D" in rep["ops"]
+        assert not {"QUANTIZE", "DEQUANTIZE", "TRANSPOSE", "MEAN"} & set(rep["ops"])
+        assert rep["edgetpu"]["full_int8_io"] and rep["edgetpu"]["batch_1"]
+
+
+def test_op_audit_fails_properly(export_dir):
+    src = (export_dir / "model_int8.tflite").read_bytes()
+    s = tio.schema()
+    # a float activation on the path
+    m = tio.load_model(src)
+    sg = m.subgraphs[0]
+    act = int(sg.operators[1].outputs[0])
+    sg.tensors[act].type = s.TensorType.FLOAT32
+    rep = op_audit.audit(tio.save_model(m))
+    assert not rep["ok"] and any("FLOAT32" in e for e in rep["errors"])
+    # a stray DEQUANTIZE and a custom (Flex) op
+    m = tio.load_model(src)
+    m.subgraphs[0].operators[0].opcodeIndex = tio.opcode_index(m, "DEQUANTIZE")
+    oc = s.OperatorCodeT()
+    oc.builtinCode = s.BuiltinOperator.CUSTOM
+    oc.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
+    oc.customCode = b"FlexErf"
+    m.operatorCodes.append(oc)
+    m.subgraphs[0].operators[1].opcodeIndex = len(m.operatorCodes) - 1
+    rep = op_audit.audit(tio.save_model(m))
+    errs = " ".join(rep["errors"])
+    assert not rep["ok"] and "stray DEQUANTIZE" in errs and "custom/Flex" in errs
+    assert rep["edgetpu"]["first_unsupported_op"] == 0
+
+
+def test_grouped_conv_rewritten_to_depthwise_bit_exact(export_dir, test_windows):
+    raw = (export_dir / "onnx2tf_full_integer_quant.tflite").read_bytes()
+    rep = op_audit.audit(raw)
+    assert rep["grouped_conv_ops"], "onnx2tf emitted true depthwise ops; the rewrite is moot"
+    new, info = op_audit.grouped_to_depthwise(raw)
+    assert info["rewritten"] == rep["grouped_conv_ops"] and not info["skipped"]
+    assert op_audit.audit(new)["grouped_conv_ops"] == []
+    v = op_audit.verify_same_outputs(raw, new, test_windows)
+    assert v["litert_ref_identical"] and v["tflm_identical"] and v["tflm_equals_litert_ref"]
+
+
+def test_tflite_weights_are_brevitas_integers(export_dir, qat_run, test_windows):
+    m = qat.load_qat_run(qat_run)
+    spec = qm.quant_spec(m.qg, torch.from_numpy(test_windows[:1]).unsqueeze(1))
+    for f, exact in (("model_int8.tflite", True), ("model_int8_calib.tflite", False)):
+        model = tio.load_model((export_dir / f).read_bytes())
+        sg = model.subgraphs[0]
+        point_of, layer_of_op, stats = qat_ranges.map_tensors(model, spec)
+        assert sorted(set(layer_of_op.values())) == sorted(spec["layers"])
+        n_equal = 0
+        for i, ln in layer_of_op.items():
+            op = sg.operators[i]
+            name = tio.opcode_name(model, op)
+            w = qat_ranges.tflite_weight_to_torch(name, tio.buffer_array(model, op.inputs[1]))
+            same = np.array_equal(w, spec["layers"][ln]["weight_int"])
+            n_equal += same
+            if exact:
+                assert same, ln
+                b = tio.buffer_array(model, op.inputs[2])
+                assert np.array_equal(b, spec["layers"][ln]["bias_int"]), ln
+                qb = tio.quant_of(sg.tensors[op.inputs[2]])[0]
+                s_in = tio.quant_of(sg.tensors[op.inputs[0]])[0][0]
+                qw = tio.quant_of(sg.tensors[op.inputs[1]])[0]
+                np.testing.assert_allclose(qb, s_in * qw, rtol=1e-6)      # bias scale rule
+        # TFLite's converter recovers the integers itself, except where it widens a weight
+        # scale so an int32 bias fits (heads carrying a label mean): reported, not hidden.
+        if not exact:
+            mism = stats["weight_mismatch"]
+            assert n_equal + len(mism) == len(layer_of_op)
+            assert all(ln.startswith("heads.") for ln in mism), mism
+
+
+def test_qat_file_carries_the_trained_ranges(export_dir, qat_run, test_windows):
+    m = qat.load_qat_run(qat_run)
+    spec = qm.quant_spec(m.qg, torch.from_numpy(test_windows[:1]).unsqueeze(1))
+    model = tio.load_model((export_dir / "model_int8.tflite").read_bytes())
+    point_of, _, _ = qat_ranges.map_tensors(model, spec)
+    sg = model.subgraphs[0]
+    for ti, p in point_of.items():
+        s, z, _ = tio.quant_of(sg.tensors[ti])
+        assert np.isclose(s[0], spec["points"][p]["tflite_scale"], rtol=1e-7)
+        assert z[0] == spec["points"][p]["tflite_zero_point"]
+    side = json.loads((export_dir / "model_int8.json").read_text())
+    assert np.isclose(side["input"]["scale"], spec["points"]["aq_input"]["tflite_scale"])
+
+
+def test_parity_targets_on_the_tiny_model(export_dir):
+    par = json.loads((export_dir / "parity.json").read_text())
+    e = par["engines"]
+    # the QAT-faithful file tracks the fake-quant model at least as closely as the plain
+    # calibration file tracks the float student
+    q = 1 - e["qat/litert_ref"]["vs_fakequant"]["embedding_cosine_mean"]
+    c = 1 - e["calib/litert_ref"]["vs_float"]["embedding_cosine_mean"]
+    assert q <= c, (q, c)
+    assert par["summary"]["qat_file_tracks_fakequant_at_least_as_well_as_calib_tracks_float"]
+    # LiteRT's reference kernels are bit-exact with TFLite Micro on both files. (Caveat, see
+    # quantization.parity: LiteRT's reference FULLY_CONNECTED rounds once, TFLM's twice, so a
+    # head value sitting on a rounding tie can differ by 1 LSB; the encoder never does. On
+    # these windows it is exact.)
+    for label in ("qat", "calib"):
+        be = par["bit_exactness"][label]
+        assert be["ref_vs_tflm_mismatches"]["embedding"] == 0, label
+        assert be["ref_vs_tflm_max_abs_diff"] <= 1, label
+        assert be["ref_vs_tflm_bit_exact"] is True, (label, be["ref_vs_tflm_mismatches"])
+    # onnxruntime runs the ONNX = QAT weights in float: close to the fake-quant model
+    assert e["onnxruntime"]["vs_fakequant"]["embedding_cosine_mean"] > 0.99
+    assert "| qat/tflm |" in (export_dir / "parity.md").read_text()
+
+
+def test_postprocessing_is_deterministic(export_dir, qat_run, test_windows):
+    """onnx2tf itself is checked byte-for-byte by the export (check_determinism); the rewrites
+    after it are pure functions of their inputs."""
+    raw = (export_dir / "onnx2tf_full_integer_quant.tflite").read_bytes()
+    a, _ = op_audit.grouped_to_depthwise(raw)
+    b, _ = op_audit.grouped_to_depthwise(raw)
+    assert a == b
+    m = qat.load_qat_run(qat_run)
+    spec = qm.quant_spec(m.qg, torch.from_numpy(test_windows[:1]).unsqueeze(1))
+    calib = (export_dir / "model_int8_calib.tflite").read_bytes()
+    x1, _ = qat_ranges.apply_qat_ranges(calib, spec)
+    x2, _ = qat_ranges.apply_qat_ranges(calib, spec)
+    assert x1 == x2 == (export_dir / "model_int8.tflite").read_bytes()
+
+
+def test_failed_onnx2tf_leaves_no_output(tmp_path, qat_run, qstore, capsys, monkeypatch):
+    from quantization import export, tflite_convert
+    # a real onnx2tf failure: not an ONNX file
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx model")
+    before = set(os.listdir(os.environ.get("TMPDIR", "/tmp")))
+    with pytest.raises(tflite_convert.ConversionError) as ei:
+        tflite_convert.convert(bad, np.zeros((2, 1250), np.float32), timeout_s=300)
+    assert "\n" not in str(ei.value)
+    leftovers = {p for p in set(os.listdir(os.environ.get("TMPDIR", "/tmp"))) - before
+                 if p.startswith("anyppg-onnx2tf-")}
+    assert not leftovers
+    # the export stage: conversion fails -> no export folder, no temp folder, one-line error
+    def boom(*a, **k):
+        raise tflite_convert.ConversionError("onnx2tf failed (exit 1): simulated")
+    monkeypatch.setattr(export, "convert", boom)
+    out = tmp_path / "exp"
+    rc = export.main(["--from", str(qat_run), "--data", str(qstore), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "simulated" in err and len(err.splitlines()) == 1
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".exp")]
+
+
+def test_export_refuses_bad_inputs_before_conversion(tmp_path, distill_run, qstore, capsys, monkeypatch):
+    from quantization import export
+    monkeypatch.setattr(export, "convert", lambda *a, **k: pytest.fail("conversion must not start"))
+    # a distill (not QAT) run
+    rc = export.main(["--from", str(distill_run), "--data", str(qstore), "--out", str(tmp_path / "a"), "--quiet"])
+    assert rc == 1 and "not a QAT checkpoint" in capsys.readouterr().err
+    # a QAT-looking checkpoint of a model that is not a registered student
+    from training.models import build_model
+
+    from .conftest import write_distill_run
+    bad = write_distill_run(tmp_path / "b", state=build_model("net1d-tiny").model.state_dict(),
+                            extra={"model_name": "net1d-tiny", "stage": "qat", "float_model": {}})
+    rc = export.main(["--from", str(bad), "--data", str(qstore), "--out", str(tmp_path / "c"), "--quiet"])
+    assert rc == 1 and "not a student of the registry" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+def test_export_refuses_gelu_before_conversion_naming_the_layer(tmp_path, qat_run, qstore, capsys,
+                                                                 monkeypatch):
+    from torch import nn
+
+    from quantization import export, student_io
+    real = student_io.build_student
+
+    def with_gelu(*a, **k):
+        s = real(*a, **k)
+        s.model.stages[0].block0.act = nn.GELU()
+        return s
+    monkeypatch.setattr("quantization.qat.build_student", with_gelu)
+    monkeypatch.setattr(export, "convert", lambda *a, **k: pytest.fail("conversion must not start"))
+    rc = export.main(["--from", str(qat_run), "--data", str(qstore), "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "stages.0.block0.act" in err and "GELU" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
