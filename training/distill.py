@@ -63,7 +63,8 @@ from training.ecg_cache import load_cache, weights_key
 from training.models import build_model, count_macs, count_params, list_models, load_encoder_checkpoint
 from training.models import student as student_lib   # registers the student-* models
 from training.models.student import BINARY_HEADS, HEAD_NAMES, REGRESSION_HEADS
-from training.pretrain import _Dist, epoch_batches, lr_at
+from training.pretrain import (_Dist, epoch_batches, lr_at, make_optimizer, total_steps,
+                               truncate_metrics)
 from training.store import WindowStore
 
 
@@ -447,18 +448,14 @@ def train(cfg: DistillConfig, data: Path, out: Path, resume: bool, quiet: bool =
         t_mean, t_std = t_mean.to(d.device), t_std.to(d.device)
 
     ddp = DistributedDataParallel(model) if d.world > 1 else model
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-                             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
+    opt, params = make_optimizer(model, cfg)
 
     ds = WindowDataset(data, split="train", label_names=label_names)
     steps_per_epoch = len(ds) // (cfg.batch_size * d.world)
     if steps_per_epoch == 0:
         raise ValueError(f"{data}: {len(ds)} training windows are fewer than one global batch "
                          f"({cfg.batch_size} x {d.world} ranks)")
-    total = steps_per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps) if cfg.epochs else cfg.max_steps
+    total = total_steps(steps_per_epoch, cfg.epochs, cfg.max_steps)
     ckpt_path = out / "checkpoints" / "latest.pt"
     metrics_path = out / "metrics.jsonl"
     step = 0
@@ -474,9 +471,8 @@ def train(cfg: DistillConfig, data: Path, out: Path, resume: bool, quiet: bool =
         opt.load_state_dict(ck["optimizer"])
         step = int(ck["step"])
         torch.set_rng_state(ck["rng"][d.rank % len(ck["rng"])].cpu())
-        if d.main and metrics_path.is_file():
-            keep = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln).get("step", 0) <= step]
-            metrics_path.write_text("".join(ln + "\n" for ln in keep))
+        if d.main:
+            truncate_metrics(metrics_path, step)
     elif d.main:
         out.mkdir(parents=True, exist_ok=True)
         metrics_path.write_text("")

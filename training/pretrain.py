@@ -222,12 +222,27 @@ def train_step(net, model: PPGECGClip, loss_fn: ClipLoss, opt, params, grad_clip
     return StepResult(loss_val, lo, gnorm)
 
 
-def make_optimizer(model: PPGECGClip, cfg: PretrainConfig):
-    """AdamW without weight decay on biases, norms and the temperature."""
+def make_optimizer(model: torch.nn.Module, cfg):
+    """AdamW without weight decay on biases, norms and the temperature. cfg: .lr, .weight_decay"""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
     return opt, params
+
+
+def total_steps(steps_per_epoch: int, epochs: int, max_steps: int) -> int:
+    """Steps of a run: `epochs` epochs, capped by `max_steps` (which alone counts if epochs=0)."""
+    total = steps_per_epoch * epochs
+    if max_steps:
+        total = min(total, max_steps) if epochs else max_steps
+    return total
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop the log lines of steps that the kill undid (they are redone)."""
+    if path.is_file():
+        keep = [ln for ln in path.read_text().splitlines() if json.loads(ln).get("step", 0) <= step]
+        path.write_text("".join(ln + "\n" for ln in keep))
 
 
 def train(cfg: PretrainConfig, data: Path, out: Path, resume: bool, quiet: bool = False) -> dict:
@@ -264,9 +279,7 @@ def train(cfg: PretrainConfig, data: Path, out: Path, resume: bool, quiet: bool 
     if steps_per_epoch == 0:
         raise ValueError(f"{data}: {len(ds)} training windows are fewer than one global batch "
                          f"({cfg.batch_size} x {d.world} ranks)")
-    total = steps_per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps) if cfg.epochs else cfg.max_steps
+    total = total_steps(steps_per_epoch, cfg.epochs, cfg.max_steps)
     ckpt_path = out / "checkpoints" / "latest.pt"
     metrics_path = out / "metrics.jsonl"
     step = 0
@@ -278,9 +291,8 @@ def train(cfg: PretrainConfig, data: Path, out: Path, resume: bool, quiet: bool 
         opt.load_state_dict(ck["optimizer"])
         step = int(ck["step"])
         torch.set_rng_state(ck["rng"][d.rank % len(ck["rng"])].cpu())
-        if d.main and metrics_path.is_file():   # drop log lines of steps the kill undid
-            keep = [l for l in metrics_path.read_text().splitlines() if json.loads(l)["step"] <= step]
-            metrics_path.write_text("".join(l + "\n" for l in keep))
+        if d.main:
+            truncate_metrics(metrics_path, step)
     elif d.main:
         out.mkdir(parents=True, exist_ok=True)
         metrics_path.write_text("")
