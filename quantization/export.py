@@ -313,7 +313,8 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
                    "output_binding": {"binding": binding, **bind_info},
                    "determinism": determinism,
                    "weights_changed_vs_calibration": rng_report["weights_changed_vs_calibration"],
-                   "weight_mismatch_layers": rng_report["weight_mismatch_layers"]}
+                   "weight_mismatch_layers": rng_report["weight_mismatch_layers"],
+                   "bias_saturated": rng_report["bias_saturated"]}
         timings["total_s"] = time.perf_counter() - t_all
         write_manifest(tmp, "export", to_dict(cfg),
                        {"qat_checkpoint": str(m.student.path), "store_index": str(Path(data) / "index.json")},

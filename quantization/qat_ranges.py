@@ -200,6 +200,7 @@ def apply_qat_ranges(src, spec: dict[str, Any], output_points: dict[int, str] | 
                         "qat": [float(p["tflite_scale"]), int(p["tflite_zero_point"])]})
 
     weights_changed = 0
+    bias_saturated: dict[str, int] = {}
     for i, ln in sorted(layer_of_op.items()):
         op = sg.operators[i]
         name = tio.opcode_name(model, op)
@@ -224,6 +225,9 @@ def apply_qat_ranges(src, spec: dict[str, Any], output_points: dict[int, str] | 
         if b_idx < 0:
             raise RangeMappingError(f"op {i} {name}: no bias tensor (TFLite int8 kernels expect one)")
         b_int = np.asarray(L["bias_int"], np.int32).reshape(-1)
+        n_sat = int(np.sum(np.abs(b_int.astype(np.int64)) >= 2 ** 31 - 1))
+        if n_sat:   # the bias did not fit int32 at in_scale x w_scale (fake-quant clamps too)
+            bias_saturated[ln] = n_sat
         # brevitas quantised the bias with its own input scale; that is the scale just written
         # into the input tensor, so the integers carry over unchanged.
         if abs(in_scale - float(L["input_scale"])) > 1e-6 * abs(in_scale):
@@ -237,6 +241,7 @@ def apply_qat_ranges(src, spec: dict[str, Any], output_points: dict[int, str] | 
     report = {"activation_tensors": len(point_of), "layers": len(layer_of_op),
               "weights_changed_vs_calibration": weights_changed,
               "weight_mismatch_layers": stats["weight_mismatch"],
+              "bias_saturated": bias_saturated,
               "tensors": changes,
               "layer_of_op": {str(k): v for k, v in sorted(layer_of_op.items())}}
     return out, report

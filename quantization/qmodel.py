@@ -398,7 +398,12 @@ class QLayer(nn.Module):
         shape = (1, self.layer.in_features) if self.kind == "linear" else (1, self.layer.in_channels, 1)
         inp = IntQuantTensor(torch.zeros(shape), s, torch.zeros(()), torch.tensor(8.0), False, False)
         qb = self.layer.bias_quant(self.layer.bias, inp, qw)
-        return qb.int().to(torch.int32).reshape(-1), qb.scale.detach().reshape(-1).clone()
+        scale = qb.scale.detach().reshape(-1)
+        # integers from brevitas' own (float32) dequantised bias, in float64: QuantTensor.int()
+        # refuses values whose float32 ratio is not integral to its tolerance (huge biases)
+        b = torch.round(qb.value.detach().reshape(-1).double() / scale.double())
+        b = b.clamp(-(2 ** 31) + 1, 2 ** 31 - 1)
+        return b.to(torch.int32), scale.clone()
 
 
 @dataclass

@@ -15,6 +15,12 @@ from anyppg.runs import atomic_path
 REPO = Path(__file__).resolve().parents[2]
 
 
+def error_lines(stderr: str) -> list[str]:
+    """The CLI's error lines ('anyppg <stage>: error: ...'), ignoring Python warnings that
+    libraries may print to stderr; each error must be exactly one line."""
+    return [l for l in stderr.splitlines() if l.startswith("anyppg ") and ": error:" in l]
+
+
 def randomise_bn(model: torch.nn.Module, seed: int = 0) -> None:
     """Give every BatchNorm non-trivial statistics, so folding is actually exercised."""
     g = torch.Generator().manual_seed(seed)

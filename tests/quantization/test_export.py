@@ -12,6 +12,8 @@ import torch
 from quantization import op_audit, qat, qat_ranges, qmodel as qm, tflite_io as tio
 from quantization.onnx_export import QDQ_OPS, export_onnx, onnx_op_counts
 
+from .conftest import error_lines as _error_lines
+
 pytestmark = pytest.mark.toolchain
 FIELDS = ["embedding", "hr", "rr", "af_logit", "quality_logit", "sbp", "dbp"]
 
@@ -193,11 +195,13 @@ def test_failed_onnx2tf_leaves_no_output(tmp_path, qat_run, qstore, capsys, monk
     # a real onnx2tf failure: not an ONNX file
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx model")
-    before = set(os.listdir(os.environ.get("TMPDIR", "/tmp")))
+    import tempfile
+    tmpdir = tempfile.gettempdir()
+    before = set(os.listdir(tmpdir))
     with pytest.raises(tflite_convert.ConversionError) as ei:
         tflite_convert.convert(bad, np.zeros((2, 1250), np.float32), timeout_s=300)
     assert "\n" not in str(ei.value)
-    leftovers = {p for p in set(os.listdir(os.environ.get("TMPDIR", "/tmp"))) - before
+    leftovers = {p for p in set(os.listdir(tmpdir)) - before
                  if p.startswith("anyppg-onnx2tf-")}
     assert not leftovers
     # the export stage: conversion fails -> no export folder, no temp folder, one-line error
@@ -206,8 +210,8 @@ def test_failed_onnx2tf_leaves_no_output(tmp_path, qat_run, qstore, capsys, monk
     monkeypatch.setattr(export, "convert", boom)
     out = tmp_path / "exp"
     rc = export.main(["--from", str(qat_run), "--data", str(qstore), "--out", str(out), "--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert rc == 1 and "simulated" in err and len(err.splitlines()) == 1
+    err = _error_lines(capsys.readouterr().err)
+    assert rc == 1 and len(err) == 1 and "simulated" in err[0]
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".exp")]
 
 
@@ -242,6 +246,27 @@ def test_export_refuses_gelu_before_conversion_naming_the_layer(tmp_path, qat_ru
     monkeypatch.setattr("quantization.qat.build_student", with_gelu)
     monkeypatch.setattr(export, "convert", lambda *a, **k: pytest.fail("conversion must not start"))
     rc = export.main(["--from", str(qat_run), "--data", str(qstore), "--out", str(tmp_path / "o"), "--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert rc == 1 and "stages.0.block0.act" in err and "GELU" in err and len(err.splitlines()) == 1
+    err = _error_lines(capsys.readouterr().err)
+    assert rc == 1 and len(err) == 1 and "stages.0.block0.act" in err[0] and "GELU" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_variant_relu6_avgpool_neck_hidden_head(tmp_path, qstore):
+    """The other student options map too: ReLU6 fused into convs, average-pool downsampling
+    (AVERAGE_POOL_2D keeps its input's quantisation), a neck conv, a hidden head layer."""
+    from quantization import export
+
+    from .conftest import write_distill_run
+    run = write_distill_run(tmp_path / "d", act="relu6", pool_type="avg", head_hidden=8, embed_dim=12)
+    assert qat.main(["--from", str(run), "--data", str(qstore), "--out", str(tmp_path / "q"),
+                     "--config", "tiny", "--quiet"]) == 0
+    out = tmp_path / "e"
+    assert export.main(["--from", str(tmp_path / "q"), "--data", str(qstore), "--out", str(out),
+                        "--config", "fast", "--set", "check_determinism=false", "--set", "tflm=false",
+                        "--quiet"]) == 0
+    rep = op_audit.audit(out / "model_int8.tflite")
+    assert rep["ok"] and rep["ops"]["AVERAGE_POOL_2D"] >= 4 and "MAX_POOL_2D" not in rep["ops"]
+    par = json.loads((out / "parity.json").read_text())
+    assert par["summary"]["qat_file_tracks_fakequant_at_least_as_well_as_calib_tracks_float"]
+    rng = json.loads((out / "qat_ranges.json").read_text())
+    assert any(t["point"].endswith("_relu6") for t in rng["tensors"])

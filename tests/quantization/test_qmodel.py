@@ -11,7 +11,7 @@ from torch import nn
 from quantization import qat, qmodel as qm
 from quantization.student_io import StudentLoadError, require_int8_path
 
-from .conftest import randomise_bn, write_distill_run
+from .conftest import error_lines as _error_lines, randomise_bn, write_distill_run
 
 
 def _student(name="student-tiny", seed=0, **kw):
@@ -142,13 +142,13 @@ def test_qat_refuses_non_students(tmp_path, qstore, capsys):
                             state=build_model("net1d-tiny").model.state_dict(),
                             extra={"model_name": "net1d-tiny"})
     rc = qat.main(["--from", str(bad), "--data", str(qstore), "--out", str(tmp_path / "o"), "--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert rc == 1 and "not a student of the registry" in err and len(err.splitlines()) == 1
+    err = _error_lines(capsys.readouterr().err)
+    assert rc == 1 and len(err) == 1 and "not a student of the registry" in err[0]
     assert not (tmp_path / "o").exists()
 
 
 def test_qat_cli_dispatch_and_one_line_errors(tmp_path, capsys):
     from anyppg.cli import main
     rc = main(["qat", "--from", str(tmp_path / "nope"), "--data", str(tmp_path), "--out", str(tmp_path / "o")])
-    err = capsys.readouterr().err.strip()
-    assert rc == 1 and err.startswith("anyppg qat: error:") and len(err.splitlines()) == 1
+    err = _error_lines(capsys.readouterr().err)
+    assert rc == 1 and len(err) == 1 and err[0].startswith("anyppg qat: error:")
