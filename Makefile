@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 # The embedded default: synthetic paired ECG/PPG -> store -> cpu-small teacher -> probes.
 demo: setup
+	rm -rf $(DEMO)/pretrain $(DEMO)/probe $(DEMO)/distill $(DEMO)/qat $(DEMO)/export
 	$(VENV)/bin/anyppg data prepare --source synthetic --input "subjects=48,minutes=5,seed=0" \
-		--out $(DEMO)/store --overwrite --quiet
+		--out $(DEMO)/store --overwrite --quiet > /dev/null
 	$(VENV)/bin/anyppg data summary $(DEMO)/store
 	$(VENV)/bin/anyppg pretrain --config cpu-small --data $(DEMO)/store --out $(DEMO)/pretrain \
 		--set max_steps=150 --quiet > /dev/null
@@ -30,6 +31,11 @@ demo: setup
 	$(VENV)/bin/anyppg probe --encoder $(DEMO)/pretrain --encoder random:net1d-small --tasks synthetic \
 		--stores $(DEMO)/stores --out $(DEMO)/probe --bootstrap 200
 	@cat $(DEMO)/probe/probe.md
+	$(VENV)/bin/anyppg distill --config cpu-small --teacher $(DEMO)/pretrain --data $(DEMO)/store \
+		--out $(DEMO)/distill --quiet > /dev/null
+	$(VENV)/bin/anyppg qat --from $(DEMO)/distill --data $(DEMO)/store --out $(DEMO)/qat --config cpu-small --quiet
+	$(VENV)/bin/anyppg export --from $(DEMO)/qat --data $(DEMO)/store --out $(DEMO)/export --quiet
+	@cat $(DEMO)/export/parity.md
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
