@@ -274,7 +274,7 @@ def train(cfg: QATConfig, src: Path, data: Path, out: Path, quiet: bool = False,
         step += 1
         if step % cfg.log_every == 0 or step == total:
             rec = {"step": step, "loss": loss.item(), "embed_cos_loss": l_cos.item(),
-                   "embed_mse": l_mse.item(), "heads_kd": l_kd.item(), "labels": float(l_lab),
+                   "embed_mse": l_mse.item(), "heads_kd": l_kd.item(), "labels": float(torch.as_tensor(l_lab).detach()),
                    "seconds": time.perf_counter() - t0}
             log.append(rec)
             if not quiet:
