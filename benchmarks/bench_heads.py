@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 import torch
 
-from quantization.student_io import build_student, load_checkpoint
+from training.models.student_io import build_student, load_checkpoint
 from training.probe.baselines import hr_estimates
 from training.store import WindowStore
 

@@ -212,7 +212,7 @@ def _student_entry(obj: dict, origin: str):
     import torch
     from training.models import ModelEntry
     try:
-        from quantization.student_io import build_student
+        from training.models.student_io import build_student
     except ImportError as e:
         raise ValueError(f"{origin}: a student checkpoint, but quantization.student_io is not "
                          f"importable ({e})") from None
