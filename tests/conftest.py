@@ -22,3 +22,18 @@ def shared_dataset(name: str) -> Path:
 @pytest.fixture
 def shared_data():
     return shared_dataset
+
+
+def set_args(*items: str) -> list[str]:
+    """['a=1', 'b=2'] -> ['--set', 'a=1', '--set', 'b=2'] for a stage's command line."""
+    return [tok for it in items for tok in ("--set", it)]
+
+
+@pytest.fixture(scope="session")
+def paired_store(tmp_path_factory):
+    """A small synthetic store with paired ECG (8 subjects x 2 min), prepared once per session."""
+    from training.prepare import main as prepare_main
+    out = tmp_path_factory.mktemp("paired") / "store"
+    assert prepare_main(["--source", "synthetic", "--input", "subjects=8,minutes=2,seed=11",
+                         "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    return out

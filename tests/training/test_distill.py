@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import set_args
 from anyppg.runs import write_manifest
 from training import distill
 from training.models import build_model
 from training.models import student as S
-from training.prepare import main as prepare_main
 from training.store import WindowStore
 
 TINY = ["student_model=student-tiny", "batch_size=8", "epochs=0", "max_steps=6", "warmup_steps=2",
@@ -18,18 +18,12 @@ TINY = ["student_model=student-tiny", "batch_size=8", "epochs=0", "max_steps=6",
 
 
 def _sets(*extra):
-    out = []
-    for s in list(TINY) + list(extra):
-        out += ["--set", s]
-    return out
+    return set_args(*TINY, *extra)
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dst") / "store"
-    assert prepare_main(["--source", "synthetic", "--input", "subjects=8,minutes=2,seed=11",
-                         "--out", str(out), "--quiet", "--workers", "1"]) == 0
-    return out
+def store(paired_store):
+    return paired_store
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as tmp_mp
 import torch.nn.functional as F
 
+from tests.conftest import set_args
 from training import pretrain
 from training.losses import ClipLoss
 from training.models import build_model, load_encoder_checkpoint
@@ -23,18 +24,12 @@ TINY = ["ppg_model=net1d-tiny", "ecg_model=net1d-ecg-tiny", "batch_size=8", "epo
 
 
 def _sets(*extra):
-    out = []
-    for s in list(TINY) + list(extra):
-        out += ["--set", s]
-    return out
+    return set_args(*TINY, *extra)
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pre") / "store"
-    assert prepare_main(["--source", "synthetic", "--input", "subjects=8,minutes=2,seed=11",
-                         "--out", str(out), "--quiet", "--workers", "1"]) == 0
-    return out
+def store(paired_store):
+    return paired_store
 
 
 def _free_port():
