@@ -7,9 +7,22 @@ STAMP  := $(VENV)/.anyppg-installed
 DEMO   ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup system-deps demo test test-fast bench clean
+
+# Debian packages for the firmware and MCU tests and the report screenshot: the Cortex-M
+# cross-compiler and newlib, QEMU, clang (libFuzzer, sanitizers) and headless Chromium.
+# Installed as root where apt is available; elsewhere the tests that need them skip with a reason.
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang libclang-rt-14-dev chromium
 
 setup: $(STAMP)
+
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+		if [ -n "$$missing" ]; then echo "apt-get install$$missing"; \
+			(apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			 --no-install-recommends $$missing >/dev/null) || echo "system-deps: apt failed; those tests will skip"; fi; \
+	else echo "system-deps: not root or no apt; firmware/MCU/browser tests skip where tools are absent"; fi
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,7 +50,7 @@ demo: setup
 	$(VENV)/bin/anyppg export --from $(DEMO)/qat --data $(DEMO)/store --out $(DEMO)/export --quiet
 	@cat $(DEMO)/export/parity.md
 
-test: setup
+test: setup system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup

@@ -11,11 +11,18 @@ import sys
 COMMANDS = {
     ("data", "prepare"): ("training.prepare", "window a dataset into a store"),
     ("data", "summary"): ("training.store_summary", "print what a store holds"),
+    ("data", "download"): ("training.download", "fetch a public dataset and verify its checksums"),
     ("pretrain",): ("training.pretrain", "ECG-guided contrastive pretraining of a PPG encoder"),
     ("probe",): ("training.probe", "frozen-embedding probes on downstream tasks"),
     ("distill",): ("training.distill", "distil a teacher into a watch-sized student"),
     ("qat",): ("quantization.qat", "quantisation-aware training of a student"),
     ("export",): ("quantization.export", "ONNX + onnx2tf export to a full-int8 TFLite"),
+    ("run",): ("edge_runtime.run_cli", "run an exported int8 model over a recording"),
+    ("bench",): ("benchmarks.bench_runtime", "latency, memory and accuracy: int8 student vs teacher"),
+    ("firmware",): ("firmware_bridge.bundle", "generate the C bundle for a watch build"),
+    ("mcu",): ("firmware_bridge.mcu", "build and measure the bundle on a simulated Cortex-M"),
+    ("pipeline",): ("anyppg.pipeline", "every stage in order, skipping what is unchanged"),
+    ("report",): ("benchmarks.report", "the report of a pipeline run (Markdown, HTML, figures)"),
 }
 
 

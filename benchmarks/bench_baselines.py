@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 
 def _windows(store: str | None, n: int):
-    from training.store import WindowStore
+    from training.data.store import WindowStore
     if store is None:
         from training.prepare import main as prepare_main
         tmp = tempfile.mkdtemp(prefix="bench_baselines_")

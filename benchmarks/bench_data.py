@@ -41,7 +41,7 @@ def bench_preprocessing(seconds: float, fs_in: float, repeats: int) -> dict:
     from edge_runtime import preprocess as pp
     from edge_runtime.spec import SPECS
 
-    from training.synthetic import generate_subject
+    from training.data.synthetic import generate_subject
     rec = generate_subject(0, seed=1, duration_s=seconds, ppg_fs=fs_in)
     x = rec.signals["ppg"].data
     spec = SPECS["small"]
@@ -53,7 +53,7 @@ def bench_preprocessing(seconds: float, fs_in: float, repeats: int) -> dict:
 
 
 def bench_generator(n_subjects: int, minutes: float, ecg_fs: float) -> dict:
-    from training.synthetic import generate_subject
+    from training.data.synthetic import generate_subject
     generate_subject(0, seed=0, duration_s=10.0, ecg_fs=ecg_fs)  # warm-up
     t0 = time.perf_counter()
     for i in range(n_subjects):
@@ -65,7 +65,7 @@ def bench_generator(n_subjects: int, minutes: float, ecg_fs: float) -> dict:
 
 def bench_store_reads(n_reads: int) -> dict:
     """Random-access reads of (ppg, ecg, labels) through the torch Dataset, one worker."""
-    from training.dataset import WindowDataset
+    from training.data.dataset import WindowDataset
     from training.prepare import main as prepare_main
     with tempfile.TemporaryDirectory() as d:
         store = os.path.join(d, "store")

@@ -16,7 +16,7 @@ import torch
 
 from training.models.student_io import build_student, load_checkpoint
 from training.probe.baselines import hr_estimates
-from training.store import WindowStore
+from training.data.store import WindowStore
 
 
 def head_predictions(run: str, x: np.ndarray, head: str = "hr") -> np.ndarray:

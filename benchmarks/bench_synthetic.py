@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from training.synthetic import generate_subject  # noqa: E402
+from training.data.synthetic import generate_subject  # noqa: E402
 
 WINDOW_S = 10.0
 

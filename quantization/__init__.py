@@ -12,5 +12,6 @@ Modules:
     qat_ranges      writes the QAT activation ranges, weights and int32 biases into the .tflite
     op_audit        int8 op audit, Edge TPU rules offline, grouped CONV_2D -> DEPTHWISE_CONV_2D
     parity          float / fake-quant / onnxruntime / LiteRT (XNNPACK, reference) / TFLM
-    tflite_io       flatbuffer read/edit/write helpers and interpreter runners
+    tflite_edit     flatbuffer editing and writing (reading and running: edge_runtime.tflite_file,
+                    edge_runtime.interpreters)
 """

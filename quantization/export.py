@@ -39,7 +39,9 @@ import torch
 from anyppg.config import ConfigError, load_config, to_dict
 from anyppg.runs import atomic_dir, atomic_write_json, write_manifest
 
-from . import op_audit, parity, qat_ranges, tflite_io as tio
+from edge_runtime import interpreters as interp, tflite_file as tff
+
+from . import op_audit, parity, qat_ranges, tflite_edit as tedit
 from .onnx_export import INPUT_NAME, export_onnx, run_onnx
 from .qat import QATModel, head_labels, load_qat_run
 from .qmodel import Int8PathError, deployable_float, quant_spec
@@ -99,15 +101,15 @@ def bind_outputs(tfl: bytes, onnx_out: list[np.ndarray], names: list[str], x: np
     """{output name: TFLite tensor index}: each ONNX output goes to the TFLite output of the same
     size whose values (LiteRT reference kernels, same windows) are closest (normalised MSE),
     one-to-one; onnx2tf's signature name output_<k> must agree. Raises ValueError if not."""
-    model = tio.load_model(tfl)
-    io = tio.io_binding(model)
-    it = tio.litert(tfl, ref=True)
-    raw = tio.run_int8(it, x)
+    model = tff.load_model(tfl)
+    io = tff.io_binding(model)
+    it = interp.litert(tfl, ref=True)
+    raw = interp.run_int8(it, x)
     det = it.get_output_details()
     got = {}
     for d, r in zip(det, raw):
         s, z = d["quantization"]
-        got[d["index"]] = tio.dequantize(r, s, z).reshape(len(x), -1)
+        got[d["index"]] = interp.dequantize(r, s, z).reshape(len(x), -1)
     sig = {e["index"]: e["signature_name"] for e in io["outputs"]}
     scores = []
     for k, (name, ref) in enumerate(zip(names, onnx_out)):
@@ -140,22 +142,22 @@ def bind_outputs(tfl: bytes, onnx_out: list[np.ndarray], names: list[str], x: np
 def finalize_io(tfl: bytes, binding: dict[str, int], names: list[str], input_name: str = INPUT_NAME) -> bytes:
     """Name the input `ppg` and each output by its field, and order the subgraph's outputs (and
     the signature) in field order: output k of every runtime is field k."""
-    model = tio.load_model(tfl)
+    model = tff.load_model(tfl)
     sg = model.subgraphs[0]
     order = [binding[n] for n in names]
     if sorted(order) != sorted(int(i) for i in sg.outputs):
         raise ValueError("binding does not cover the graph outputs")
     sg.outputs = np.asarray(order, np.int32)
-    tio.rename_io(model, {int(sg.inputs[0]): input_name}, {binding[n]: n for n in names})
+    tedit.rename_io(model, {int(sg.inputs[0]): input_name}, {binding[n]: n for n in names})
     for sd in model.signatureDefs or []:
         by_idx = {int(t.tensorIndex): t for t in sd.outputs}
         sd.outputs = [by_idx[i] for i in order if i in by_idx]
-    return tio.save_model(model)
+    return tedit.save_model(model)
 
 
 def sidecar(tfl: bytes, file_name: str, names: list[str], student, cfg_extra: dict) -> dict:
-    model = tio.load_model(tfl)
-    io = tio.io_binding(model)
+    model = tff.load_model(tfl)
+    io = tff.io_binding(model)
     inp = io["inputs"][0]
     outs = []
     for pos, e in enumerate(io["outputs"]):
@@ -190,7 +192,7 @@ def sidecar(tfl: bytes, file_name: str, names: list[str], student, cfg_extra: di
 def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: bool = False,
                quiet: bool = False) -> dict:
     from training.models.student import StudentOutput
-    from training.store import WindowStore
+    from training.data.store import WindowStore
 
     def say(msg):
         if not quiet:
@@ -293,7 +295,7 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
         ys, _ = head_labels(held, student)
         ys = ys[rows_sel]
         labels = {f: ys[:, i] for i, f in enumerate(names[1:]) if f in ("hr", "rr", "sbp", "dbp")}
-        io_q = tio.io_binding(tio.load_model(qat_file))
+        io_q = tff.io_binding(tff.load_model(qat_file))
         pos_binding = {n: io_q["outputs"][k]["index"] for k, n in enumerate(names)}
         par = parity.run_parity(student.model, qg, tmp / "model.onnx",
                                 {"qat": qat_file, "calib": calib_file},

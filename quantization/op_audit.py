@@ -30,7 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from . import tflite_io as tio
+from edge_runtime import interpreters as interp, tflite_file as tff
+
+from . import tflite_edit as tedit
+
 
 # Builtin ops with int8 kernels in TFLite Micro (the subset a 1-D CNN can plausibly use).
 TFLM_INT8_OPS = {
@@ -69,12 +72,12 @@ def _conv_groups(model, op) -> tuple[int, int] | None:
 
 def audit(src) -> dict[str, Any]:
     """Audit a .tflite (path or bytes). Returns a JSON-able report (see module doc)."""
-    model = tio.load_model(src)
+    model = tff.load_model(src)
     sg = model.subgraphs[0]
     errors: list[str] = []
     warnings: list[str] = []
     ops: dict[str, int] = {}
-    names = [tio.opcode_name(model, op) for op in sg.operators]
+    names = [tff.opcode_name(model, op) for op in sg.operators]
     for n in names:
         ops[n] = ops.get(n, 0) + 1
     if len(model.subgraphs) != 1:
@@ -98,21 +101,21 @@ def audit(src) -> dict[str, Any]:
             warnings.append(f"op {i} MEAN: TFLM runs a generic slow kernel; prefer AVERAGE_POOL_2D")
         if name == "GATHER":
             idx = sg.tensors[op.inputs[1]]
-            if tio.tensor_type(idx) == "INT64":
+            if tff.tensor_type(idx) == "INT64":
                 warnings.append(f"op {i} GATHER with int64 indices: TFLite Micro supports int32 only")
 
     float_tensors = []
     for ti, t in enumerate(sg.tensors):
-        ty = tio.tensor_type(t)
-        const = tio.buffer_array(model, ti) is not None
+        ty = tff.tensor_type(t)
+        const = tff.buffer_array(model, ti) is not None
         if ty in ("FLOAT32", "FLOAT16", "FLOAT64"):
             float_tensors.append(ti)
-            errors.append(f"tensor {ti} {tio.tensor_name(t)[:60]}: {ty} on the int8 path")
+            errors.append(f"tensor {ti} {tff.tensor_name(t)[:60]}: {ty} on the int8 path")
         elif not const and ty != "INT8":
-            errors.append(f"tensor {ti} {tio.tensor_name(t)[:60]}: activation of type {ty}, not int8")
+            errors.append(f"tensor {ti} {tff.tensor_name(t)[:60]}: activation of type {ty}, not int8")
         elif const and ty not in ("INT8", "INT32") and ty not in INT_CONST_TYPES:
-            errors.append(f"tensor {ti} {tio.tensor_name(t)[:60]}: constant of type {ty}")
-    io = tio.io_binding(model)
+            errors.append(f"tensor {ti} {tff.tensor_name(t)[:60]}: constant of type {ty}")
+    io = tff.io_binding(model)
     for e in io["inputs"] + io["outputs"]:
         if e["dtype"] != "int8":
             errors.append(f"I/O tensor {e['index']} {e['tensor_name']}: {e['dtype']}, not int8")
@@ -133,7 +136,7 @@ def audit(src) -> dict[str, Any]:
 def edgetpu_check(model, names: list[str] | None = None) -> dict[str, Any]:
     """Coral Edge TPU rules, offline. `mapped_ops` run on the TPU, the rest on the CPU."""
     sg = model.subgraphs[0]
-    names = names or [tio.opcode_name(model, op) for op in sg.operators]
+    names = names or [tff.opcode_name(model, op) for op in sg.operators]
     problems: list[str] = []
     first_bad = None
     for i, (op, name) in enumerate(zip(sg.operators, names)):
@@ -149,8 +152,8 @@ def edgetpu_check(model, names: list[str] | None = None) -> dict[str, Any]:
                 if ti < 0:
                     continue
                 t = sg.tensors[ti]
-                ty = tio.tensor_type(t)
-                const = tio.buffer_array(model, ti) is not None
+                ty = tff.tensor_type(t)
+                const = tff.buffer_array(model, ti) is not None
                 if ty not in ("INT8", "UINT8") and not (const and ty in ("INT32", "INT64")):
                     why = f"tensor {ti} is {ty} (Edge TPU needs 8-bit tensors)"
                     break
@@ -162,7 +165,7 @@ def edgetpu_check(model, names: list[str] | None = None) -> dict[str, Any]:
             problems.append(f"op {i} {name}: {why}")
             if first_bad is None:
                 first_bad = i
-    io = tio.io_binding(model)
+    io = tff.io_binding(model)
     full_int8 = all(e["dtype"] in ("int8", "uint8") for e in io["inputs"] + io["outputs"])
     batch1 = all(e["shape"][:1] == [1] for e in io["inputs"])
     n = len(sg.operators)
@@ -181,12 +184,12 @@ def grouped_to_depthwise(src) -> tuple[bytes, dict[str, Any]]:
     Returns (new bytes, {"rewritten": [op indices], "skipped": [reasons]}). Grouped convs with
     more than one input channel per group cannot be depthwise and are left (and reported).
     """
-    s = tio.schema()
-    model = tio.load_model(src)
+    s = tff.schema()
+    model = tff.load_model(src)
     sg = model.subgraphs[0]
     rewritten, skipped = [], []
     for i, op in enumerate(sg.operators):
-        if tio.opcode_name(model, op) != "CONV_2D":
+        if tff.opcode_name(model, op) != "CONV_2D":
             continue
         gm = _conv_groups(model, op)
         if gm is None or gm[0] <= 1:
@@ -197,15 +200,15 @@ def grouped_to_depthwise(src) -> tuple[bytes, dict[str, Any]]:
             skipped.append(f"op {i}: groups={groups} with {int(w_t.shape[-1])} channels per group "
                            "is a grouped conv, not depthwise")
             continue
-        w = tio.buffer_array(model, op.inputs[1])          # [C*M, KH, KW, 1]
+        w = tff.buffer_array(model, op.inputs[1])          # [C*M, KH, KW, 1]
         if w is None:
             skipped.append(f"op {i}: filter is not constant")
             continue
         new_w = np.ascontiguousarray(np.transpose(w, (3, 1, 2, 0)))   # [1, KH, KW, C*M]
-        tio.set_buffer(model, op.inputs[1], new_w)
-        q = tio.quant_of(w_t)
+        tedit.set_buffer(model, op.inputs[1], new_w)
+        q = tff.quant_of(w_t)
         if q is not None:
-            tio.set_quant(w_t, q[0], q[1], dim=3)
+            tedit.set_quant(w_t, q[0], q[1], dim=3)
         o = op.builtinOptions
         d = s.DepthwiseConv2DOptionsT()
         d.padding = o.padding
@@ -217,48 +220,48 @@ def grouped_to_depthwise(src) -> tuple[bytes, dict[str, Any]]:
         d.dilationHFactor = o.dilationHFactor
         op.builtinOptionsType = s.BuiltinOptions.DepthwiseConv2DOptions
         op.builtinOptions = d
-        op.opcodeIndex = tio.opcode_index(model, "DEPTHWISE_CONV_2D", version=3)
+        op.opcodeIndex = tedit.opcode_index(model, "DEPTHWISE_CONV_2D", version=3)
         rewritten.append(i)
     if rewritten:
-        tio.drop_unused_opcodes(model)
-        tio.drop_unused_buffers(model)
-    return tio.save_model(model), {"rewritten": rewritten, "skipped": skipped}
+        tedit.drop_unused_opcodes(model)
+        tedit.drop_unused_buffers(model)
+    return tedit.save_model(model), {"rewritten": rewritten, "skipped": skipped}
 
 
 def fix_gather_indices(src) -> tuple[bytes, int]:
     """Give GATHER ops with constant int64 indices int32 indices (TFLM supports only int32)."""
-    model = tio.load_model(src)
+    model = tff.load_model(src)
     sg = model.subgraphs[0]
-    s = tio.schema()
+    s = tff.schema()
     n = 0
     for op in sg.operators:
-        if tio.opcode_name(model, op) != "GATHER":
+        if tff.opcode_name(model, op) != "GATHER":
             continue
         t = sg.tensors[op.inputs[1]]
-        a = tio.buffer_array(model, op.inputs[1])
-        if a is None or tio.tensor_type(t) != "INT64":
+        a = tff.buffer_array(model, op.inputs[1])
+        if a is None or tff.tensor_type(t) != "INT64":
             continue
-        tio.set_buffer(model, op.inputs[1], a.astype(np.int32))
+        tedit.set_buffer(model, op.inputs[1], a.astype(np.int32))
         t.type = s.TensorType.INT32
         n += 1
     if n:
-        tio.drop_unused_buffers(model)
-        return tio.save_model(model), n
-    return bytes(src) if isinstance(src, (bytes, bytearray)) else tio.save_model(model), 0
+        tedit.drop_unused_buffers(model)
+        return tedit.save_model(model), n
+    return bytes(src) if isinstance(src, (bytes, bytearray)) else tedit.save_model(model), 0
 
 
 def verify_same_outputs(a, b, windows: np.ndarray, tflm: bool = True) -> dict[str, Any]:
     """Run two int8 files on the same windows with the reference kernels (LiteRT BUILTIN_REF
     and, if `tflm`, TFLite Micro); report whether every raw int8 output is identical."""
-    ia, ib = tio.litert(a, ref=True), tio.litert(b, ref=True)
-    ra, rb = tio.run_int8(ia, windows), tio.run_int8(ib, windows)
+    ia, ib = interp.litert(a, ref=True), interp.litert(b, ref=True)
+    ra, rb = interp.run_int8(ia, windows), interp.run_int8(ib, windows)
     same_ref = all(np.array_equal(x, y) for x, y in zip(ra, rb))
     out = {"litert_ref_identical": bool(same_ref), "windows": int(len(windows))}
     if tflm:
         d = ib.get_input_details()[0]
         s, z = d["quantization"]
-        ta = tio.run_tflm(a, windows, s, z, len(ra))
-        tb = tio.run_tflm(b, windows, s, z, len(rb))
+        ta = interp.run_tflm(a, windows, s, z, len(ra))
+        tb = interp.run_tflm(b, windows, s, z, len(rb))
         out["tflm_identical"] = bool(all(np.array_equal(x, y) for x, y in zip(ta, tb)))
         out["tflm_equals_litert_ref"] = bool(all(np.array_equal(x.reshape(y.shape), y)
                                                  for x, y in zip(tb, rb)))

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from . import tflite_io as tio
+from edge_runtime import interpreters as interp, tflite_file as tff
+
 
 REGRESSION = ("hr", "rr", "sbp", "dbp")
 
@@ -84,7 +85,7 @@ def _by_field(raw: list[np.ndarray], order: list[int], quant: list[tuple[float, 
     for f, ti in binding.items():
         k = pos[ti]
         s, z = quant[k]
-        deq[f] = tio.dequantize(raw[k].reshape(raw[k].shape[0], -1) if raw[k].ndim > 1 else raw[k], s, z)
+        deq[f] = interp.dequantize(raw[k].reshape(raw[k].shape[0], -1) if raw[k].ndim > 1 else raw[k], s, z)
         ints[f] = raw[k]
     n = len(next(iter(deq.values())))
     for f in deq:
@@ -100,22 +101,22 @@ def tflite_engines(src, x: np.ndarray, binding: dict[str, int], tflm: bool = Tru
     Returns ({engine: {field: float}}, {engine: {field: int8}}, bit-exactness facts)."""
     deq_all, int_all = {}, {}
     for eng, ref in (("litert_xnnpack", False), ("litert_ref", True)):
-        it = tio.litert(src, ref=ref)
-        raw = tio.run_int8(it, x)
+        it = interp.litert(src, ref=ref)
+        raw = interp.run_int8(it, x)
         det = it.get_output_details()
         order = [d["index"] for d in det]
         quant = [tuple(d["quantization"]) for d in det]
         deq_all[eng], int_all[eng] = _by_field(raw, order, quant, binding)
-    model = tio.load_model(src)
+    model = tff.load_model(src)
     sg = model.subgraphs[0]
     order = [int(i) for i in sg.outputs]
     quant = []
     for ti in order:
-        q = tio.quant_of(sg.tensors[ti])
+        q = tff.quant_of(sg.tensors[ti])
         quant.append((float(q[0][0]), int(q[1][0])))
     if tflm:
-        iq = tio.quant_of(sg.tensors[int(sg.inputs[0])])
-        raw = tio.run_tflm(src, x, float(iq[0][0]), int(iq[1][0]), len(order))
+        iq = tff.quant_of(sg.tensors[int(sg.inputs[0])])
+        raw = interp.run_tflm(src, x, float(iq[0][0]), int(iq[1][0]), len(order))
         deq_all["tflm"], int_all["tflm"] = _by_field(raw, order, quant, binding)
     facts: dict[str, Any] = {}
     xa, ra = int_all["litert_xnnpack"], int_all["litert_ref"]

@@ -195,7 +195,7 @@ def train(cfg: QATConfig, src: Path, data: Path, out: Path, quiet: bool = False,
           overwrite: bool = False) -> dict:
     from training.distill import distill_losses, head_losses
     from training.models.student import HEAD_NAMES
-    from training.store import WindowStore
+    from training.data.store import WindowStore
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ck, ck_path = load_checkpoint(src)

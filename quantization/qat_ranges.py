@@ -30,7 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from . import tflite_io as tio
+from edge_runtime import tflite_file as tff
+
+from . import tflite_edit as tedit
+
 
 LAYER_OPS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "linear"}
 SAME_QUANT_OPS = {"RESHAPE", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD", "SQUEEZE", "EXPAND_DIMS",
@@ -66,7 +69,7 @@ def torch_weight_to_tflite(kind: str, w: np.ndarray) -> np.ndarray:
 def _fused(op) -> str:
     o = op.builtinOptions
     code = getattr(o, "fusedActivationFunction", 0) if o is not None else 0
-    name = tio.act_names().get(int(code), str(code))
+    name = tff.act_names().get(int(code), str(code))
     if name not in ACT_OF_FUSED:
         raise RangeMappingError(f"fused activation {name} has no brevitas counterpart here")
     return ACT_OF_FUSED[name]
@@ -96,11 +99,11 @@ def map_tensors(model, spec: dict[str, Any]) -> tuple[dict[int, str], dict[int, 
     point_of[inputs[0]] = find_point(role="input")
 
     for i, op in enumerate(sg.operators):
-        name = tio.opcode_name(model, op)
+        name = tff.opcode_name(model, op)
         ins = [int(t) for t in op.inputs]
         outs = [int(t) for t in op.outputs]
         if name in LAYER_OPS:
-            w = tio.buffer_array(model, ins[1])
+            w = tff.buffer_array(model, ins[1])
             if w is None:
                 raise RangeMappingError(f"op {i} {name}: filter is not a constant")
             wt = tflite_weight_to_torch(name, w)
@@ -113,7 +116,7 @@ def map_tensors(model, spec: dict[str, Any]) -> tuple[dict[int, str], dict[int, 
                 # fit otherwise (large bias, small input scale: e.g. a head whose bias carries a
                 # label mean); the integers then differ but the real-valued weights agree to
                 # within half a step of the coarser scale.
-                wq = tio.quant_of(sg.tensors[ins[1]])
+                wq = tff.quant_of(sg.tensors[ins[1]])
                 dim = wq[2]
                 s_t = np.asarray(wq[0], np.float64)
                 s_t_v = s_t.reshape([-1 if d == dim else 1 for d in range(w.ndim)])
@@ -163,8 +166,8 @@ def map_tensors(model, spec: dict[str, Any]) -> tuple[dict[int, str], dict[int, 
             raise RangeMappingError(f"op {i} {name}: no rule maps its output to a QAT quantiser")
 
     unmapped = [ti for ti, t in enumerate(sg.tensors)
-                if tio.buffer_array(model, ti) is None and ti not in point_of
-                and tio.tensor_type(t) == "INT8"]
+                if tff.buffer_array(model, ti) is None and ti not in point_of
+                and tff.tensor_type(t) == "INT8"]
     if unmapped:
         raise RangeMappingError(f"{len(unmapped)} activation tensors not mapped (first {unmapped[0]})")
     missing = sorted(set(layers) - used_layers)
@@ -178,7 +181,7 @@ def apply_qat_ranges(src, spec: dict[str, Any], output_points: dict[int, str] | 
     """Rewrite a full-int8 file (path or bytes) with the QAT quantisation of `spec`
     (`quantization.qmodel.quant_spec`). `output_points`: {output tensor index: expected
     quant point} to cross-check the output binding. Returns (bytes, report)."""
-    model = tio.load_model(src)
+    model = tff.load_model(src)
     sg = model.subgraphs[0]
     point_of, layer_of_op, stats = map_tensors(model, spec)
     points, layers = spec["points"], spec["layers"]
@@ -193,8 +196,8 @@ def apply_qat_ranges(src, spec: dict[str, Any], output_points: dict[int, str] | 
     for ti, pname in sorted(point_of.items()):
         t = sg.tensors[ti]
         p = points[pname]
-        old = tio.quant_of(t)
-        tio.set_quant(t, [p["tflite_scale"]], [p["tflite_zero_point"]], 0)
+        old = tff.quant_of(t)
+        tedit.set_quant(t, [p["tflite_scale"]], [p["tflite_zero_point"]], 0)
         changes.append({"tensor": ti, "point": pname,
                         "calib": None if old is None else [float(old[0][0]), int(old[1][0])],
                         "qat": [float(p["tflite_scale"]), int(p["tflite_zero_point"])]})
@@ -203,24 +206,24 @@ def apply_qat_ranges(src, spec: dict[str, Any], output_points: dict[int, str] | 
     bias_saturated: dict[str, int] = {}
     for i, ln in sorted(layer_of_op.items()):
         op = sg.operators[i]
-        name = tio.opcode_name(model, op)
+        name = tff.opcode_name(model, op)
         L = layers[ln]
         wt_idx, b_idx = int(op.inputs[1]), int(op.inputs[2]) if len(op.inputs) > 2 else -1
-        old_w = tio.buffer_array(model, wt_idx)
+        old_w = tff.buffer_array(model, wt_idx)
         new_w = torch_weight_to_tflite(name, L["weight_int"].astype(np.int8))
         if old_w.shape != new_w.shape:
             raise RangeMappingError(f"op {i}: weight shape {old_w.shape} vs brevitas {new_w.shape}")
         weights_changed += int(np.sum(old_w != new_w))
-        tio.set_buffer(model, wt_idx, new_w)
+        tedit.set_buffer(model, wt_idx, new_w)
         dim = 3 if name == "DEPTHWISE_CONV_2D" else 0
-        wq = tio.quant_of(sg.tensors[wt_idx])
+        wq = tff.quant_of(sg.tensors[wt_idx])
         n_ch = new_w.shape[dim]
         ws = np.asarray(L["weight_scale"], np.float32).reshape(-1)
         if len(ws) == 1 and n_ch > 1:
             ws = np.repeat(ws, n_ch)
         if wq is not None and len(wq[0]) != len(ws):
             raise RangeMappingError(f"op {i}: {len(wq[0])} weight scales in the file vs {len(ws)} in brevitas")
-        tio.set_quant(sg.tensors[wt_idx], ws, np.zeros(len(ws), np.int64), dim)
+        tedit.set_quant(sg.tensors[wt_idx], ws, np.zeros(len(ws), np.int64), dim)
         in_scale = float(points[point_of[int(op.inputs[0])]]["tflite_scale"])
         if b_idx < 0:
             raise RangeMappingError(f"op {i} {name}: no bias tensor (TFLite int8 kernels expect one)")
@@ -233,11 +236,11 @@ def apply_qat_ranges(src, spec: dict[str, Any], output_points: dict[int, str] | 
         if abs(in_scale - float(L["input_scale"])) > 1e-6 * abs(in_scale):
             raise RangeMappingError(f"op {i}: input scale {in_scale} != brevitas' {L['input_scale']}")
         bs = (np.float32(in_scale) * ws).astype(np.float32)
-        tio.set_buffer(model, b_idx, b_int)
-        tio.set_quant(sg.tensors[b_idx], bs, np.zeros(len(bs), np.int64), 0)
+        tedit.set_buffer(model, b_idx, b_int)
+        tedit.set_quant(sg.tensors[b_idx], bs, np.zeros(len(bs), np.int64), 0)
 
-    tio.drop_unused_buffers(model)
-    out = tio.save_model(model)
+    tedit.drop_unused_buffers(model)
+    out = tedit.save_model(model)
     report = {"activation_tensors": len(point_of), "layers": len(layer_of_op),
               "weights_changed_vs_calibration": weights_changed,
               "weight_mismatch_layers": stats["weight_mismatch"],

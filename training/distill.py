@@ -57,15 +57,15 @@ from tqdm import tqdm
 
 from anyppg.config import ConfigError, load_config, to_dict
 from anyppg.runs import atomic_path, atomic_write_json, write_manifest
-from training.augment import AugmentConfig, augment
-from training.dataset import WindowDataset
+from training.data.augment import AugmentConfig, augment
+from training.data.dataset import WindowDataset
 from training.ecg_cache import load_cache, weights_key
 from training.models import build_model, count_macs, count_params, list_models, load_encoder_checkpoint
 from training.models import student as student_lib   # registers the student-* models
 from training.models.student import BINARY_HEADS, HEAD_NAMES, REGRESSION_HEADS
 from training.pretrain import (_Dist, epoch_batches, lr_at, make_optimizer, total_steps,
                                truncate_metrics)
-from training.store import WindowStore
+from training.data.store import WindowStore
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from anyppg.runs import atomic_path, atomic_write_json
-from training.store import WindowStore
+from training.data.store import WindowStore
 
 
 def weights_key(name: str, module: torch.nn.Module) -> str:

@@ -24,8 +24,8 @@ from edge_runtime import preprocess as pp
 from edge_runtime.spec import (FLAG_ECG_BAD, FLAG_NAMES, SPECS, SignalSpec, flag_names,
                                flags_from_names)
 from training import readers
-from training.records import Record, ReaderError
-from training.store import PartWriter, part_name, rebuild_index, subject_split
+from training.data.records import Record, ReaderError
+from training.data.store import PartWriter, part_name, rebuild_index, subject_split
 
 # What each source rejects by default. Synthetic data keeps clipped and spiky windows because
 # its `quality` label is about exactly those; PPG-BP's 2.1 s segments are all shorter than a

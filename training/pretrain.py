@@ -31,11 +31,11 @@ from tqdm import tqdm
 from anyppg.config import ConfigError, load_config, to_dict
 from anyppg.runs import atomic_path, write_manifest
 from training.clip_model import PPGECGClip
-from training.dataset import WindowDataset
+from training.data.dataset import WindowDataset
 from training.ecg_cache import build_cache, cache_path, load_cache, weights_key
 from training.losses import ClipLoss
 from training.models import build_model, load_encoder_checkpoint
-from training.store import WindowStore
+from training.data.store import WindowStore
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from training.prepare import format_summary
-from training.store import WindowStore
+from training.data.store import WindowStore
 
 
 def label_table(store: WindowStore) -> list[str]:

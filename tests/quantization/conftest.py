@@ -94,5 +94,5 @@ def export_dir(tmp_path_factory, qat_run, qstore) -> Path:
 
 @pytest.fixture(scope="session")
 def test_windows(qstore) -> np.ndarray:
-    from training.store import WindowStore
+    from training.data.store import WindowStore
     return WindowStore(qstore, split=None).column("ppg")[:12].astype(np.float32)

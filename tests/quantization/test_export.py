@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from quantization import op_audit, qat, qat_ranges, qmodel as qm, tflite_io as tio
+from edge_runtime import tflite_file as tff
+from quantization import op_audit, qat, qat_ranges, qmodel as qm, tflite_edit as tedit
 from quantization.onnx_export import QDQ_OPS, export_onnx, onnx_op_counts
 
 from .conftest import error_lines as _error_lines
@@ -50,8 +51,8 @@ def test_export_files_and_sidecar(export_dir):
     assert side["outputs"][1]["unit"] == "bpm" and side["spec"]["ppg_fs"] == 125.0
     assert "hr" in side["label_norm"]
     # the sidecar is the truth about the file: indices, names and quantisation agree with it
-    model = tio.load_model((export_dir / "model_int8.tflite").read_bytes())
-    io = tio.io_binding(model)
+    model = tff.load_model((export_dir / "model_int8.tflite").read_bytes())
+    io = tff.io_binding(model)
     for o, e in zip(side["outputs"], io["outputs"]):
         assert (o["index"], o["scale"], o["zero_point"]) == (e["index"], e["scale"], e["zero_point"])
         assert e["tensor_name"] == o["name"] and e["signature_name"] == o["name"]
@@ -73,24 +74,24 @@ def test_op_audit_passes_on_exported_files(export_dir):
 
 def test_op_audit_fails_properly(export_dir):
     src = (export_dir / "model_int8.tflite").read_bytes()
-    s = tio.schema()
+    s = tff.schema()
     # a float activation on the path
-    m = tio.load_model(src)
+    m = tff.load_model(src)
     sg = m.subgraphs[0]
     act = int(sg.operators[1].outputs[0])
     sg.tensors[act].type = s.TensorType.FLOAT32
-    rep = op_audit.audit(tio.save_model(m))
+    rep = op_audit.audit(tedit.save_model(m))
     assert not rep["ok"] and any("FLOAT32" in e for e in rep["errors"])
     # a stray DEQUANTIZE and a custom (Flex) op
-    m = tio.load_model(src)
-    m.subgraphs[0].operators[0].opcodeIndex = tio.opcode_index(m, "DEQUANTIZE")
+    m = tff.load_model(src)
+    m.subgraphs[0].operators[0].opcodeIndex = tedit.opcode_index(m, "DEQUANTIZE")
     oc = s.OperatorCodeT()
     oc.builtinCode = s.BuiltinOperator.CUSTOM
     oc.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
     oc.customCode = b"FlexErf"
     m.operatorCodes.append(oc)
     m.subgraphs[0].operators[1].opcodeIndex = len(m.operatorCodes) - 1
-    rep = op_audit.audit(tio.save_model(m))
+    rep = op_audit.audit(tedit.save_model(m))
     errs = " ".join(rep["errors"])
     assert not rep["ok"] and "stray DEQUANTIZE" in errs and "custom/Flex" in errs
     assert rep["edgetpu"]["first_unsupported_op"] == 0
@@ -111,24 +112,24 @@ def test_tflite_weights_are_brevitas_integers(export_dir, qat_run, test_windows)
     m = qat.load_qat_run(qat_run)
     spec = qm.quant_spec(m.qg, torch.from_numpy(test_windows[:1]).unsqueeze(1))
     for f, exact in (("model_int8.tflite", True), ("model_int8_calib.tflite", False)):
-        model = tio.load_model((export_dir / f).read_bytes())
+        model = tff.load_model((export_dir / f).read_bytes())
         sg = model.subgraphs[0]
         point_of, layer_of_op, stats = qat_ranges.map_tensors(model, spec)
         assert sorted(set(layer_of_op.values())) == sorted(spec["layers"])
         n_equal = 0
         for i, ln in layer_of_op.items():
             op = sg.operators[i]
-            name = tio.opcode_name(model, op)
-            w = qat_ranges.tflite_weight_to_torch(name, tio.buffer_array(model, op.inputs[1]))
+            name = tff.opcode_name(model, op)
+            w = qat_ranges.tflite_weight_to_torch(name, tff.buffer_array(model, op.inputs[1]))
             same = np.array_equal(w, spec["layers"][ln]["weight_int"])
             n_equal += same
             if exact:
                 assert same, ln
-                b = tio.buffer_array(model, op.inputs[2])
+                b = tff.buffer_array(model, op.inputs[2])
                 assert np.array_equal(b, spec["layers"][ln]["bias_int"]), ln
-                qb = tio.quant_of(sg.tensors[op.inputs[2]])[0]
-                s_in = tio.quant_of(sg.tensors[op.inputs[0]])[0][0]
-                qw = tio.quant_of(sg.tensors[op.inputs[1]])[0]
+                qb = tff.quant_of(sg.tensors[op.inputs[2]])[0]
+                s_in = tff.quant_of(sg.tensors[op.inputs[0]])[0][0]
+                qw = tff.quant_of(sg.tensors[op.inputs[1]])[0]
                 np.testing.assert_allclose(qb, s_in * qw, rtol=1e-6)      # bias scale rule
         # TFLite's converter recovers the integers itself, except where it widens a weight
         # scale so an int32 bias fits (heads carrying a label mean): reported, not hidden.
@@ -141,11 +142,11 @@ def test_tflite_weights_are_brevitas_integers(export_dir, qat_run, test_windows)
 def test_qat_file_carries_the_trained_ranges(export_dir, qat_run, test_windows):
     m = qat.load_qat_run(qat_run)
     spec = qm.quant_spec(m.qg, torch.from_numpy(test_windows[:1]).unsqueeze(1))
-    model = tio.load_model((export_dir / "model_int8.tflite").read_bytes())
+    model = tff.load_model((export_dir / "model_int8.tflite").read_bytes())
     point_of, _, _ = qat_ranges.map_tensors(model, spec)
     sg = model.subgraphs[0]
     for ti, p in point_of.items():
-        s, z, _ = tio.quant_of(sg.tensors[ti])
+        s, z, _ = tff.quant_of(sg.tensors[ti])
         assert np.isclose(s[0], spec["points"][p]["tflite_scale"], rtol=1e-7)
         assert z[0] == spec["points"][p]["tflite_zero_point"]
     side = json.loads((export_dir / "model_int8.json").read_text())

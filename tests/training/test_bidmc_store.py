@@ -7,7 +7,7 @@ from scipy import signal as sps
 
 from tests.conftest import shared_dataset
 from training.prepare import main as prepare_main
-from training.store import WindowStore
+from training.data.store import WindowStore
 
 
 @pytest.fixture(scope="module")

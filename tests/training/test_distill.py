@@ -11,7 +11,7 @@ from anyppg.runs import write_manifest
 from training import distill
 from training.models import build_model
 from training.models import student as S
-from training.store import WindowStore
+from training.data.store import WindowStore
 
 TINY = ["student_model=student-tiny", "batch_size=8", "epochs=0", "max_steps=6", "warmup_steps=2",
         "log_every=1", "ckpt_every=3", "threads=1"]

@@ -6,9 +6,9 @@ import pytest
 
 from anyppg.cli import main as cli_main
 from edge_runtime.spec import FLAG_ECG_BAD
-from training.dataset import WindowDataset
+from training.data.dataset import WindowDataset
 from training.prepare import main as prepare_main
-from training.store import WindowStore, subject_split
+from training.data.store import WindowStore, subject_split
 
 SYN = "subjects=10,minutes=2,seed=5"
 

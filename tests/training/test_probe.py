@@ -17,7 +17,7 @@ from training.probe import protocol as P
 from training.probe import baselines as B
 from training.probe.main import StoreData, ensure_store, run_task
 from training.probe.tasks import TASKS, parse_custom, resolve_tasks
-from training.store import WindowStore
+from training.data.store import WindowStore
 
 SYN = "subjects=12,minutes=2,seed=5"
 
@@ -254,7 +254,7 @@ def test_missing_dataset_is_skipped_with_reason(tmp_path):
 
 
 def test_custom_task_on_users_csv_files(tmp_path):
-    from training.synthetic import generate_subject
+    from training.data.synthetic import generate_subject
     data = tmp_path / "my_ppg"
     data.mkdir()
     for i in range(8):

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import shared_dataset
 from training import readers
-from training.records import ReaderError, Record
+from training.data.records import ReaderError, Record
 
 READERS = ("bidmc", "wfdb", "ppg-bp", "liu2022", "vitaldb", "csv")
 
@@ -45,7 +45,7 @@ def test_registry_lists_every_source():
 
 
 def test_synthetic_is_dispatched_lazily():
-    synthetic = pytest.importorskip("training.synthetic")
+    synthetic = pytest.importorskip("training.data.synthetic")
     assert "synthetic" not in readers.SOURCES
     assert readers._module("synthetic") is synthetic
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from training.augment import AugmentConfig, augment
+from training.data.augment import AugmentConfig, augment
 from training.models import build_model, count_macs, count_params, list_models
 from training.models import student as S
 

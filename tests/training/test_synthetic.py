@@ -10,8 +10,8 @@ import pytest
 from scipy.signal import butter, find_peaks, sosfiltfilt
 from scipy.stats import spearmanr
 
-from training import synthetic as syn
-from training.records import ReaderError, Record
+from training.data import synthetic as syn
+from training.data.records import ReaderError, Record
 
 FS = 125.0
 

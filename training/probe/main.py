@@ -108,7 +108,7 @@ class StoreData:
     """One store's arrays, loaded once and shared by its tasks, encoders and baselines."""
 
     def __init__(self, path: Path):
-        from training.store import WindowStore
+        from training.data.store import WindowStore
         self.path = path
         self.store = WindowStore(path)
         self.index = self.store.index

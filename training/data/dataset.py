@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from training.store import WindowStore
+from training.data.store import WindowStore
 
 
 class WindowDataset(Dataset):

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.readers import as_list, find_files, fs_from_times, reader_error, sex_code
-from training.records import Record, Series, Signal
+from training.data.readers import as_list, find_files, fs_from_times, reader_error, sex_code
+from training.data.records import Record, Series, Signal
 
 SOURCE = "bidmc"
 FS = 125.0                      # documented rate of the Signals files

@@ -175,7 +175,7 @@ class _Chunk:
 
 
 class WindowStore:
-    """Random access to a prepared store, memory-mapped (no torch; see training.dataset).
+    """Random access to a prepared store, memory-mapped (no torch; see training.data.dataset).
 
     `split` selects 'train', 'val', 'test' or None (all). Arrays are read lazily per chunk.
     """

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.readers import as_list, check_fs, find_files, fs_from_times, reader_error
-from training.records import ReaderError, Record, Series, Signal
+from training.data.readers import as_list, check_fs, find_files, fs_from_times, reader_error
+from training.data.records import ReaderError, Record, Series, Signal
 
 SOURCE = "csv"
 PATTERNS = ("*.csv", "*.csv.gz", "*.npz")

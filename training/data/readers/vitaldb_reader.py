@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.readers import as_list, check_fs, find_files, reader_error
-from training.records import Record, Series, Signal
+from training.data.readers import as_list, check_fs, find_files, reader_error
+from training.data.records import Record, Series, Signal
 
 SOURCE = "vitaldb"
 DEFAULT_FS = 500.0          # waveform rate when a track does not state its own

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.readers import check_fs, find_files, reader_error
-from training.records import ReaderError, Record, Signal
+from training.data.readers import check_fs, find_files, reader_error
+from training.data.records import ReaderError, Record, Signal
 
 SOURCE = "liu2022"
 FS = 100.0

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.readers import as_list, find_files, reader_error
-from training.records import Record, Signal
+from training.data.readers import as_list, find_files, reader_error
+from training.data.records import Record, Signal
 
 SOURCE = "wfdb"
 # Normalised (upper-case, alphanumerics only) channel names taken as PPG, best first; names

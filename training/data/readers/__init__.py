@@ -21,7 +21,7 @@ from types import ModuleType
 
 import numpy as np
 
-from training.records import Record, ReaderError
+from training.data.records import Record, ReaderError
 
 # Sex is coded the same way in every reader: 1.0 = male, 0.0 = female, NaN = unknown.
 SEX_CODES = {"m": 1.0, "male": 1.0, "f": 0.0, "female": 0.0}
@@ -29,7 +29,7 @@ SEX_CODES = {"m": 1.0, "male": 1.0, "f": 0.0, "female": 0.0}
 
 # --- helpers shared by the reader modules ---------------------------------------------------
 # They are defined before the reader modules are imported (bottom of this file), so a reader
-# can `from training.readers import reader_error` while this package is still initialising.
+# can `from training.data.readers import reader_error` while this package is still initialising.
 
 def reader_error(path, problem) -> ReaderError:
     """A ReaderError whose message is the single line '<path>: <problem>'."""
@@ -108,7 +108,7 @@ def sex_code(text) -> float:
 
 # --- the registry ---------------------------------------------------------------------------
 
-from training.readers import (bidmc, csv_reader, liu2022, ppg_bp,  # noqa: E402
+from training.data.readers import (bidmc, csv_reader, liu2022, ppg_bp,  # noqa: E402
                               vitaldb_reader, wfdb_reader)
 
 SOURCES: dict[str, ModuleType] = {
@@ -122,7 +122,7 @@ SOURCES: dict[str, ModuleType] = {
 
 # Sources living elsewhere in the tree, imported on first use so that this package does not
 # depend on them being importable.
-LAZY_SOURCES: dict[str, str] = {"synthetic": "training.synthetic"}
+LAZY_SOURCES: dict[str, str] = {"synthetic": "training.data.synthetic"}
 
 
 def known_sources() -> list[str]:

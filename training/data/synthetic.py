@@ -15,7 +15,7 @@ probes have something real to learn from the PPG alone:
 
 Everything is deterministic in (seed, subject_index); subject traits depend on nothing else,
 so subjects are reproducible independently of each other, of the record duration and of the
-sampling rates. Waveforms are vectorised over beats (see `training.synthetic_waveforms`).
+sampling rates. Waveforms are vectorised over beats (see `training.data.synthetic_waveforms`).
 
 Reader interface (used by the window store): `discover(spec)` -> unit strings such as
 "synthetic:seed=0:subject=7:minutes=4:ecg_fs=125", and `read_unit(unit)` -> [Record].
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.records import ReaderError, Record, Series, Signal
-from training import synthetic_waveforms as wf
+from training.data.records import ReaderError, Record, Series, Signal
+from training.data import synthetic_waveforms as wf
 
 GENERATOR_VERSION = "anyppg-synthetic-1"
 _CTRL_FS = 4.0          # Hz: grid of the slow control processes (HR, BP, respiration)

@@ -1,4 +1,4 @@
-"""Waveform building blocks of the synthetic generator (`training.synthetic`).
+"""Waveform building blocks of the synthetic generator (`training.data.synthetic`).
 
 Everything here is vectorised over beats: a beat's waveform is a sum of a few Gaussians whose
 amplitudes, centres and widths are per-beat arrays. Each component is evaluated on a (B, L) grid
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from training.synthetic import SubjectTraits
+    from training.data.synthetic import SubjectTraits
 
 # ---------------------------------------------------------------------------------------------
 # Slow random processes

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.readers import reader_error, sex_code
-from training.records import Record, Signal
+from training.data.readers import reader_error, sex_code
+from training.data.records import Record, Signal
 
 SOURCE = "ppg-bp"
 FS = 1000.0

@@ -1,0 +1,74 @@
+"""Running full-int8 .tflite files: LiteRT (XNNPACK or reference kernels), TFLite Micro's
+reference kernels (the `tflite-micro` wheel, the golden reference for C code), and the
+quantisation of inputs / dequantisation of outputs with TFLite's rounding.
+
+Shapes: windows x (N, L) float; outputs one array per model output (N, ...).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def litert(src: str | Path | bytes, ref: bool = False, preserve: bool = False, threads: int = 1):
+    """An allocated ai-edge-litert interpreter: XNNPACK (default kernels) or BUILTIN_REF."""
+    from ai_edge_litert import interpreter as lr
+    kw: dict[str, Any] = {"num_threads": threads,
+                          "experimental_preserve_all_tensors": preserve}
+    if ref:
+        kw["experimental_op_resolver_type"] = lr.OpResolverType.BUILTIN_REF
+    if isinstance(src, (bytes, bytearray)):
+        it = lr.Interpreter(model_content=bytes(src), **kw)
+    else:
+        it = lr.Interpreter(model_path=str(src), **kw)
+    it.allocate_tensors()
+    return it
+
+
+def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """float -> int8 with TFLite's rounding (half away from zero) and saturation."""
+    q = np.round(np.asarray(x, np.float64) / scale)   # numpy rounds half to even
+    frac = np.asarray(x, np.float64) / scale
+    ties = np.abs(frac - np.trunc(frac)) == 0.5
+    q = np.where(ties, np.trunc(frac) + np.sign(frac), q)
+    return np.clip(q + zero_point, -128, 127).astype(np.int8)
+
+
+def run_int8(it, x: np.ndarray) -> list[np.ndarray]:
+    """Run windows x (N, L) float through a full-int8 LiteRT interpreter, one at a time.
+    Returns the raw int8 outputs, one array per model output (N, ...), in subgraph order."""
+    inp = it.get_input_details()[0]
+    s, z = inp["quantization"]
+    outs = it.get_output_details()
+    res: list[list[np.ndarray]] = [[] for _ in outs]
+    for i in range(len(x)):
+        xq = quantize_input(np.asarray(x[i], np.float32).reshape(inp["shape"]), s, z)
+        it.set_tensor(inp["index"], xq)
+        it.invoke()
+        for k, d in enumerate(outs):
+            res[k].append(it.get_tensor(d["index"]).copy())
+    return [np.concatenate(r) for r in res]
+
+
+def run_tflm(src: str | Path | bytes, x: np.ndarray, in_scale: float, in_zp: int,
+             n_outputs: int) -> list[np.ndarray]:
+    """Run windows x (N, L) float through TFLite Micro's reference kernels (tflite-micro wheel)."""
+    import tflite_micro
+    rt = tflite_micro.runtime
+    it = (rt.Interpreter.from_bytes(bytes(src)) if isinstance(src, (bytes, bytearray))
+          else rt.Interpreter.from_file(str(src)))
+    shape = it.get_input_details(0)["shape"]
+    res: list[list[np.ndarray]] = [[] for _ in range(n_outputs)]
+    for i in range(len(x)):
+        it.set_input(quantize_input(np.asarray(x[i], np.float32).reshape(shape), in_scale, in_zp), 0)
+        it.invoke()
+        for k in range(n_outputs):
+            res[k].append(np.array(it.get_output(k)).copy())
+        it.reset()
+    return [np.concatenate(r) for r in res]
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
