@@ -43,6 +43,16 @@ def flags_from_names(names) -> int:
     return mask
 
 
+class SpecMismatch(ValueError):
+    """A store, checkpoint or model file was made under another signal spec."""
+
+
+# What a PPG model input depends on: a window prepared under other values is another input.
+PPG_INPUT_FIELDS = ("ppg_fs", "window_s", "ppg_band_hz", "ppg_filter_order", "zscore_eps")
+# ... and what paired ECG windows depend on (pretraining, ECG feature caches).
+ECG_INPUT_FIELDS = ("ecg_fs", "window_s", "ecg_highpass_hz", "ecg_filter_order", "mains_hz", "notch_q")
+
+
 @dataclass(frozen=True)
 class SignalSpec:
     """Rates, window, filters and quality thresholds of one model input.
@@ -91,6 +101,26 @@ class SignalSpec:
     def ecg_len(self) -> int:
         """Samples per ECG window."""
         return int(round(self.ecg_fs * self.window_s))
+
+    def mismatches(self, other: "SignalSpec", fields: tuple[str, ...] = None) -> list[str]:
+        """'field: ours vs theirs' for each field in `fields` (default PPG_INPUT_FIELDS) that
+        differs. Floats compare to 1e-9 relative."""
+        out = []
+        for f in fields or PPG_INPUT_FIELDS:
+            a, b = getattr(self, f), getattr(other, f)
+            same = (all(abs(x - y) <= 1e-9 * max(abs(x), abs(y), 1.0) for x, y in zip(a, b))
+                    if isinstance(a, tuple) else
+                    abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0))
+            if not same:
+                out.append(f"{f}: {a} vs {b}")
+        return out
+
+    def check_compatible(self, other: "SignalSpec", what: str, fields: tuple[str, ...] = None) -> None:
+        """The one compatibility check every consumer calls when it reads a store, checkpoint or
+        model file made under `other`: raise SpecMismatch naming `what` and each differing field."""
+        diff = self.mismatches(other, fields)
+        if diff:
+            raise SpecMismatch(f"{what} was made with another signal spec ({'; '.join(diff)})")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

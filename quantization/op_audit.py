@@ -31,18 +31,12 @@ from typing import Any
 import numpy as np
 
 from edge_runtime import interpreters as interp, tflite_file as tff
+from edge_runtime.int8_ops import TFLM_INT8_OPS
 
 from . import tflite_edit as tedit
 
 
 # Builtin ops with int8 kernels in TFLite Micro (the subset a 1-D CNN can plausibly use).
-TFLM_INT8_OPS = {
-    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS",
-    "FULLY_CONNECTED", "GATHER", "HARD_SWISH", "L2_NORMALIZATION", "LEAKY_RELU", "LOGISTIC",
-    "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM", "MUL", "PAD", "PADV2", "RELU", "RELU6",
-    "RESHAPE", "SHAPE", "SLICE", "SOFTMAX", "SPLIT", "SQUEEZE", "STRIDED_SLICE", "SUB", "TANH",
-    "PACK", "UNPACK", "SUM", "REDUCE_MAX",
-}
 STRAY_OPS = {"QUANTIZE", "DEQUANTIZE", "TRANSPOSE"}
 # Coral Edge TPU supported operations (coral.ai/docs/edgetpu/models-intro, "Supported operations").
 EDGETPU_OPS = {

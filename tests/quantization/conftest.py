@@ -1,98 +1,11 @@
-"""Fixtures for the quantisation tests: a tiny synthetic store, a tiny distilled student written
-in the distill run format (no training: random weights and batch-norm statistics), its QAT run
-and, for the toolchain tests, one export of it (onnx2tf runs twice there: determinism)."""
+"""Helpers of the quantisation tests. The tiny store -> distill -> QAT -> export chain they use is
+in tests/conftest.py (shared with the runtime and firmware tests)."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import numpy as np
-import pytest
-import torch
-
-from anyppg.runs import atomic_path
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import randomise_bn, write_distill_run  # noqa: F401  (re-exported for the tests)
 
 
 def error_lines(stderr: str) -> list[str]:
     """The CLI's error lines ('anyppg <stage>: error: ...'), ignoring Python warnings that
     libraries may print to stderr; each error must be exactly one line."""
     return [l for l in stderr.splitlines() if l.startswith("anyppg ") and ": error:" in l]
-
-
-def randomise_bn(model: torch.nn.Module, seed: int = 0) -> None:
-    """Give every BatchNorm non-trivial statistics, so folding is actually exercised."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm1d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_((torch.rand(n, generator=g) - 0.5) * 0.4)
-
-
-def write_distill_run(folder: Path, model_name: str = "student-tiny", seed: int = 0,
-                      state: dict | None = None, extra: dict | None = None, **overrides) -> Path:
-    """A run folder in `anyppg distill`'s checkpoint format (`overrides`: StudentConfig fields)."""
-    from training.models import build_model
-    from training.models import student as student_lib  # noqa: F401  (registers students)
-    torch.manual_seed(seed)
-    entry = build_model(model_name, **overrides)
-    if state is None:
-        randomise_bn(entry.model, seed)
-        entry.model.set_label_norm({"hr": (72.0, 12.0), "rr": (15.0, 3.0), "sbp": (118.0, 14.0),
-                                    "dbp": (76.0, 9.0)})
-        state = entry.model.state_dict()
-    norm = {h: {"label": h, "mean": float(m), "std": float(s), "n_train": 10, "trained": True}
-            for h, (m, s) in entry.model.label_norm().items()} if hasattr(entry.model, "label_norm") else {}
-    ck = {"model": state, "model_name": model_name,
-          "model_config": {"model": model_name, "ppg_config": entry.config, "embed_dim": entry.embed_dim},
-          "spec": entry.spec.to_dict(), "label_norm": norm, "step": 0}
-    ck.update(extra or {})
-    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "checkpoints" / "latest.pt") as tmp:
-        torch.save(ck, tmp)
-    (folder / "manifest.json").write_text(json.dumps({"stage": "distill"}))
-    return folder
-
-
-@pytest.fixture(scope="session")
-def qstore(tmp_path_factory) -> Path:
-    from training.prepare import main as prepare_main
-    out = tmp_path_factory.mktemp("qstore") / "store"
-    assert prepare_main(["--source", "synthetic", "--input", "subjects=8,minutes=2,seed=4",
-                         "--out", str(out), "--quiet", "--workers", "1"]) == 0
-    return out
-
-
-@pytest.fixture(scope="session")
-def distill_run(tmp_path_factory) -> Path:
-    return write_distill_run(tmp_path_factory.mktemp("distill") / "run")
-
-
-@pytest.fixture(scope="session")
-def qat_run(tmp_path_factory, distill_run, qstore) -> Path:
-    from quantization import qat
-    out = tmp_path_factory.mktemp("qat") / "run"
-    rc = qat.main(["--from", str(distill_run), "--data", str(qstore), "--out", str(out),
-                   "--config", "tiny", "--quiet"])
-    assert rc == 0
-    return out
-
-
-@pytest.fixture(scope="session")
-def export_dir(tmp_path_factory, qat_run, qstore) -> Path:
-    from quantization import export
-    out = tmp_path_factory.mktemp("export") / "out"
-    rc = export.main(["--from", str(qat_run), "--data", str(qstore), "--out", str(out),
-                      "--config", "fast", "--set", "keep_raw=true", "--quiet"])
-    assert rc == 0
-    return out
-
-
-@pytest.fixture(scope="session")
-def test_windows(qstore) -> np.ndarray:
-    from training.data.store import WindowStore
-    return WindowStore(qstore, split=None).column("ppg")[:12].astype(np.float32)
