@@ -23,7 +23,7 @@ from anyppg.runs import atomic_dir, git_commit
 from edge_runtime import preprocess as pp
 from edge_runtime.spec import (FLAG_ECG_BAD, FLAG_NAMES, SPECS, SignalSpec, flag_names,
                                flags_from_names)
-from training import readers
+from training.data import readers
 from training.data.records import Record, ReaderError
 from training.data.store import PartWriter, part_name, rebuild_index, subject_split
 

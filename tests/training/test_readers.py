@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import shared_dataset
-from training import readers
+from training.data import readers
 from training.data.records import ReaderError, Record
 
 READERS = ("bidmc", "wfdb", "ppg-bp", "liu2022", "vitaldb", "csv")
