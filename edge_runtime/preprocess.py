@@ -2,57 +2,33 @@
 
 The watch only ever holds the current window, so filtering and normalisation are defined per
 window (cut, then zero-phase band-pass, then z-score) and training uses these same functions.
-Resampling happens on the stream before windowing (polyphase, `scipy.signal.resample_poly`).
+Resampling happens on the stream before windowing (`resample.StreamResampler`, polyphase).
 
 Shapes: a record is (T,), a batch of windows is (N, L).
 """
 from __future__ import annotations
 
-from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
 from scipy import signal as sps
 
+from .resample import resample_ratio, resample_stream  # noqa: F401 (re-export)
 from .spec import (FLAG_AMPLITUDE, FLAG_CLIPPING, FLAG_FLAT, FLAG_NAN_GAP, FLAG_TOO_SHORT,
                    SignalSpec)
 
 
 # --------------------------------------------------------------------------- resampling
-def resample_ratio(fs_in: float, fs_out: float, max_denominator: int = 1000) -> tuple[int, int]:
-    """(up, down) with fs_in * up / down == fs_out, exact for rational rates like 100->125."""
-    if fs_in <= 0 or fs_out <= 0:
-        raise ValueError(f"sampling rates must be positive, got {fs_in} -> {fs_out}")
-    r = Fraction(fs_out / fs_in).limit_denominator(max_denominator)
-    if abs(float(r) * fs_in - fs_out) > 1e-6 * fs_out:
-        raise ValueError(f"cannot resample {fs_in} Hz to {fs_out} Hz with a rational ratio")
-    return r.numerator, r.denominator
-
-
 def resample(x: np.ndarray, fs_in: float, fs_out: float) -> tuple[np.ndarray, np.ndarray]:
-    """Polyphase resampling of a record (T,) -> (T') that keeps track of missing samples.
+    """A record (T,) through the one streaming resampler (`resample.py`), flushed at its end.
 
-    NaN runs are bridged by linear interpolation before filtering (a NaN would otherwise smear
-    over the whole filter length) and reported back as a boolean mask at the output rate, so a
-    window that touched a gap is flagged rather than silently filled.
+    Missing (non-finite) samples hold the last finite value and are reported as a boolean mask
+    at the output rate (an output within one input period of a missing input), so a window that
+    touched a gap is flagged rather than filled by interpolation across it.
 
-    Returns (y, missing): y (T',) float64 and missing (T',) bool.
+    Returns (y, missing): y (T',) float64 without NaN and missing (T',) bool.
     """
-    x = np.asarray(x, dtype=np.float64).reshape(-1)
-    missing = ~np.isfinite(x)
-    if missing.all():
-        n_out = int(np.ceil(len(x) * fs_out / fs_in))
-        return np.zeros(n_out), np.ones(n_out, dtype=bool)
-    if missing.any():
-        idx = np.arange(len(x))
-        x = x.copy()
-        x[missing] = np.interp(idx[missing], idx[~missing], x[~missing])
-    if fs_in == fs_out:
-        return x, missing
-    up, down = resample_ratio(fs_in, fs_out)
-    y = sps.resample_poly(x, up, down, padtype="line")
-    # A sample at the output rate is missing if an input sample next to it is.
-    return y, map_mask(missing, fs_in, fs_out, len(y))
+    return resample_stream(x, fs_in, fs_out)
 
 
 # --------------------------------------------------------------------------- windowing
