@@ -109,7 +109,7 @@ def sex_code(text) -> float:
 # --- the registry ---------------------------------------------------------------------------
 
 from training.data.readers import (bidmc, csv_reader, liu2022, ppg_bp,  # noqa: E402
-                              vitaldb_reader, wfdb_reader)
+                              troika, vitaldb_reader, wfdb_reader)
 
 SOURCES: dict[str, ModuleType] = {
     "bidmc": bidmc,
@@ -118,11 +118,13 @@ SOURCES: dict[str, ModuleType] = {
     "liu2022": liu2022,
     "vitaldb": vitaldb_reader,
     "csv": csv_reader,
+    "troika": troika,           # evaluation only (wrist PPG + accelerometer under motion)
 }
 
 # Sources living elsewhere in the tree, imported on first use so that this package does not
 # depend on them being importable.
-LAZY_SOURCES: dict[str, str] = {"synthetic": "training.data.synthetic"}
+LAZY_SOURCES: dict[str, str] = {"synthetic": "training.data.synthetic",
+                                "synthetic-wrist": "training.data.synthetic_wrist"}
 
 
 def known_sources() -> list[str]:
