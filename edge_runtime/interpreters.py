@@ -72,3 +72,33 @@ def run_tflm(src: str | Path | bytes, x: np.ndarray, in_scale: float, in_zp: int
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+BACKENDS = ("xnnpack", "ref", "tflite-runtime")
+
+
+def tflite_runtime(src: str | Path | bytes, threads: int = 1):
+    """An allocated `tflite-runtime` interpreter (the wheel many Raspberry Pi images carry)."""
+    try:
+        from tflite_runtime import interpreter as tr
+    except ImportError:
+        raise RuntimeError("backend 'tflite-runtime' needs `pip install tflite-runtime==2.14.0` "
+                           "(the project's `pi` extra)") from None
+    if isinstance(src, (bytes, bytearray)):
+        it = tr.Interpreter(model_content=bytes(src), num_threads=threads)
+    else:
+        it = tr.Interpreter(model_path=str(src), num_threads=threads)
+    it.allocate_tensors()
+    return it
+
+
+def make_interpreter(src: str | Path | bytes, backend: str = "xnnpack", threads: int = 1):
+    """An allocated interpreter of `backend` (one of BACKENDS): LiteRT with XNNPACK (its default
+    kernels), LiteRT's reference kernels (bit-exact with TFLite Micro), or tflite-runtime."""
+    if backend == "xnnpack":
+        return litert(src, threads=threads)
+    if backend == "ref":
+        return litert(src, ref=True, threads=threads)
+    if backend == "tflite-runtime":
+        return tflite_runtime(src, threads=threads)
+    raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")

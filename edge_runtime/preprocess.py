@@ -107,12 +107,17 @@ def constant_runs(x: np.ndarray, fs: float, min_run_s: float) -> np.ndarray:
 
 
 def map_mask(mask: np.ndarray, fs_in: float, fs_out: float, n_out: int) -> np.ndarray:
-    """Carry a per-sample bool mask from fs_in to the n_out samples of a stream at fs_out."""
+    """Carry a per-sample bool mask from fs_in to the n_out samples of a stream at fs_out.
+
+    Output n (time n / fs_out) takes the input samples on either side of it (floor and ceil of
+    n * down / up, in exact integers, so the streaming runtime maps identically), clipped to the
+    record."""
     if fs_in == fs_out and len(mask) == n_out:
         return mask
-    t = np.arange(n_out) * (fs_in / fs_out)
-    lo = np.clip(np.floor(t).astype(np.int64), 0, len(mask) - 1)
-    hi = np.clip(np.ceil(t).astype(np.int64), 0, len(mask) - 1)
+    up, down = resample_ratio(fs_in, fs_out)
+    pos = np.arange(n_out, dtype=np.int64) * down
+    lo = np.clip(pos // up, 0, len(mask) - 1)
+    hi = np.clip(-(-pos // up), 0, len(mask) - 1)
     return mask[lo] | mask[hi]
 
 
@@ -158,6 +163,19 @@ def amplitude_flags(z: np.ndarray, spec: SignalSpec) -> np.ndarray:
     return np.where(np.abs(z).max(axis=-1) > spec.max_abs_z, FLAG_AMPLITUDE, 0).astype(np.uint8)
 
 
+# --------------------------------------------------------------------------- one window
+def window_features(raw: np.ndarray, missing: np.ndarray, flat: np.ndarray,
+                    spec: SignalSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Raw PPG windows at spec.ppg_fs (N, L), their missing and constant-run masks (N, L) ->
+    (model input (N, L) float32, quality flags (N,) uint8). What training stores and what the
+    streaming runtime feeds the model: one function."""
+    raw = np.atleast_2d(raw)
+    flags = quality_flags(raw, missing, spec.ppg_fs, spec, flat)
+    z = (preprocess_ppg_windows(raw, spec) if len(raw)
+         else np.zeros((0, raw.shape[-1]), np.float32))
+    return z, (flags | amplitude_flags(z, spec)).astype(np.uint8)
+
+
 # --------------------------------------------------------------------------- one record
 def pad_to_window(x: np.ndarray, missing: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray]:
     """Repeat a too-short record cyclically up to one window (e.g. PPG-BP's 2.1 s segments).
@@ -191,10 +209,8 @@ def ppg_windows(x: np.ndarray, fs: float, spec: SignalSpec, pad_short: bool = Fa
     else:
         starts = np.round(np.asarray(starts_s) * spec.ppg_fs).astype(np.int64)
         starts = starts[(starts >= 0) & (starts + win <= len(y))]
-    raw = frame(y, starts, win)
-    flags = quality_flags(raw, frame(miss, starts, win), spec.ppg_fs, spec, frame(flat, starts, win))
-    z = preprocess_ppg_windows(raw, spec) if len(raw) else np.zeros((0, win), np.float32)
-    flags |= amplitude_flags(z, spec)
+    z, flags = window_features(frame(y, starts, win), frame(miss, starts, win),
+                               frame(flat, starts, win), spec)
     if short:
         flags |= FLAG_TOO_SHORT
     return {"x": z, "start_s": starts / spec.ppg_fs, "flags": flags.astype(np.uint8),

@@ -1,0 +1,124 @@
+"""An exported int8 model, verified and ready to run: inputs and outputs by name from its sidecar.
+
+    m = EdgeModel.load("runs/x/export")            # or a .tflite (+ .json beside it, or embedded)
+    out = m.run(z)                                  # z (L,) preprocessed window -> {name: value}
+
+Backends (`interpreters.BACKENDS`): LiteRT with XNNPACK (default), LiteRT reference kernels
+(bit-exact with TFLite Micro), tflite-runtime. Shapes: one window (L,), a batch (N, L).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .contract import DEFAULT_DECISION, OUTPUTS
+from .interpreters import dequantize, make_interpreter, quantize_input
+from .sidecar import (ModelFileError, check_against_file, check_inputs, load_verified,
+                      model_spec, sigmoid)
+from .spec import SignalSpec
+
+
+@dataclass
+class EdgeModel:
+    """A verified model file and one interpreter for it."""
+
+    name: str
+    data: bytes
+    sidecar: dict[str, Any]
+    sidecar_source: str
+    spec: SignalSpec
+    inputs: dict[str, dict[str, Any]]          # name -> sidecar entry
+    outputs: dict[str, dict[str, Any]]         # name -> sidecar entry, in the file's order
+    backend: str = "xnnpack"
+    threads: int = 1
+    interp: Any = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, src: str | Path, sidecar: str | Path | None = None, backend: str = "xnnpack",
+             threads: int = 1, warmup: int = 1, expect_spec: SignalSpec | None = None) -> "EdgeModel":
+        """Load and verify (sha256, I/O against the file, spec, quantisation); one-line
+        ModelFileError on anything the runtime cannot honour."""
+        data, model, sc, where = load_verified(src, sidecar)
+        name = Path(src).name if not Path(src).is_dir() else f"{Path(src).name}/model_int8.tflite"
+        ins, outs = check_against_file(sc, model, name)
+        spec = model_spec(sc, name, expect_spec)
+        check_inputs(ins, spec, name)
+        try:
+            interp = make_interpreter(data, backend, threads)
+        except (RuntimeError, ValueError) as e:
+            raise ModelFileError(f"{name}: {e}") from None
+        m = cls(name, data, sc, where, spec, {e["name"]: e for e in ins},
+                {e["name"]: e for e in outs}, backend, threads, interp)
+        zero = np.zeros(spec.ppg_len, np.float32)
+        for _ in range(max(0, warmup)):
+            m.invoke_raw(zero)
+        return m
+
+    @property
+    def decision(self) -> dict[str, float]:
+        return {**DEFAULT_DECISION, **(self.sidecar.get("decision") or {})}
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.outputs)
+
+    def quantize(self, name: str, x: np.ndarray) -> np.ndarray:
+        e = self.inputs[name]
+        return quantize_input(np.asarray(x, np.float32).reshape(e["shape"]), e["scale"], e["zero_point"])
+
+    def invoke_raw(self, z: np.ndarray, accel: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """One preprocessed window (L,) (and accel (L, 3) if the model takes it) -> the raw
+        output tensors by name (int8 or float32, the file's shapes)."""
+        it = self.interp
+        it.set_tensor(self.inputs["ppg"]["index"], self.quantize("ppg", z))
+        if "accel" in self.inputs:
+            if accel is None:
+                raise ValueError(f"{self.name} takes an 'accel' input: supply accelerometer samples")
+            it.set_tensor(self.inputs["accel"]["index"], self.quantize("accel", accel))
+        it.invoke()
+        return {n: it.get_tensor(e["index"]).copy() for n, e in self.outputs.items()}
+
+    def dequantize(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Raw tensors -> real values by name, with (1, ...) batch axis dropped."""
+        out = {}
+        for n, q in raw.items():
+            e = self.outputs[n]
+            v = dequantize(q, e["scale"], e["zero_point"]) if e["dtype"] == "int8" else q.astype(np.float32)
+            out[n] = v.reshape(v.shape[1:]) if v.ndim and v.shape[0] == 1 else v
+        return out
+
+    def run(self, z: np.ndarray, accel: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """One window -> real-valued outputs by name (see `readout` for probabilities)."""
+        return self.dequantize(self.invoke_raw(z, accel))
+
+    def run_batch(self, z: np.ndarray, raw: bool = False) -> dict[str, np.ndarray]:
+        """Windows (N, L) -> {name: (N, ...)}: dequantised, or the raw tensors if `raw`."""
+        res: dict[str, list] = {n: [] for n in self.outputs}
+        for w in np.atleast_2d(z):
+            r = self.invoke_raw(w)
+            r = r if raw else self.dequantize(r)
+            for n, v in r.items():
+                res[n].append(v.reshape(v.shape[1:]) if raw and v.ndim and v.shape[0] == 1 else v)
+        return {n: np.stack(v) if v else np.zeros((0,)) for n, v in res.items()}
+
+
+def readout(values: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Real outputs by name -> what a device shows: scalars as floats, logits also as
+    probabilities (`af_logit` -> `af_prob`), the embedding as a vector. Names come from the
+    model; the contract only says what kind each is."""
+    out: dict[str, Any] = {}
+    for n, v in values.items():
+        port = OUTPUTS.get(n)
+        if port is None:
+            raise ModelFileError(f"output {n!r} is not in the I/O contract")
+        if port.kind == "embedding":
+            out[n] = np.asarray(v, np.float32).reshape(-1)
+            continue
+        s = float(np.asarray(v).reshape(-1)[0])
+        out[n] = s
+        if port.kind == "logit":
+            out[n.removesuffix("_logit") + "_prob"] = float(sigmoid(s))
+    return out

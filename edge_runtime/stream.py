@@ -1,0 +1,225 @@
+"""The streaming runtime: raw sensor samples in, one result per window out.
+
+    s = PPGStream(EdgeModel.load("runs/x/export"), fs=64)
+    for chunk in sensor:                     # any chunk size, with or without timestamps
+        for r in s.push(chunk):              # WindowResult: times, flags, HR, AF, ...
+            ...
+    s.close()                                # end of a file: flush the resampler's tail
+
+Pipeline per chunk: timestamps -> uniform grid (`timebase`), constant-run tracking on the
+sensor's samples (the flat check), the streaming resampler (`resample`) to the model's rate,
+windows cut every hop, `preprocess.window_features` (what training stored), quantise, invoke,
+read outputs by name (`model.readout`). The results do not depend on how the stream is chunked,
+and a whole file pushed and closed gives exactly `preprocess.ppg_windows`' windows and flags.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .model import EdgeModel, readout
+from .preprocess import window_features
+from .resample import StreamResampler
+from .spec import (FLAG_AMPLITUDE, FLAG_CLIPPING, FLAG_FLAT, FLAG_NAN_GAP, SignalSpec,
+                   flag_names)
+from .timebase import GridClock, InputError, RatePlan, plan_rate
+
+LOW_QUALITY_FLAGS = FLAG_NAN_GAP | FLAG_FLAT | FLAG_CLIPPING | FLAG_AMPLITUDE
+
+
+@dataclass
+class WindowResult:
+    """One window's outcome. `values` holds numbers only for a usable window; `status` is
+    'ok' or 'low_quality' and `reasons` says why (flag names, 'model_quality',
+    'hr_confidence' when only HR was withheld)."""
+
+    index: int
+    t_start: float
+    t_end: float
+    flags: int
+    status: str
+    reasons: list[str]
+    values: dict[str, float] = field(default_factory=dict)
+    embedding: np.ndarray | None = None
+    z: np.ndarray | None = field(default=None, repr=False)     # the model input (L,) float32
+
+    def row(self) -> dict[str, Any]:
+        return {"window": self.index, "t_start_s": self.t_start, "t_end_s": self.t_end,
+                "status": self.status, "reasons": ";".join(self.reasons), "flags": self.flags,
+                **self.values}
+
+
+class ConstantRuns:
+    """Streaming `preprocess.constant_runs`: per sensor sample, whether it lies in a run of
+    exactly repeated values at least `min_len` long. A sample's mark is decided once its run has
+    ended or reached min_len; `decided` counts the samples decided so far."""
+
+    def __init__(self, min_len: int):
+        self.min_len = min_len
+        self.mask = np.zeros(0, dtype=bool)
+        self.start = 0                  # absolute index of mask[0]
+        self.n = 0
+        self.run_start = 0
+        self.run_value = np.nan
+        self.decided = 0
+
+    def push(self, x: np.ndarray) -> None:
+        if len(x) == 0:
+            return
+        same = np.empty(len(x), dtype=bool)
+        same[0] = self.n > 0 and x[0] == self.run_value
+        same[1:] = x[1:] == x[:-1]
+        bounds = np.r_[self.run_start, self.n + np.flatnonzero(~same), self.n + len(x)]
+        bounds = np.unique(bounds)
+        lengths = np.diff(bounds)
+        self.mask = np.r_[self.mask, np.zeros(len(x), dtype=bool)]
+        long = np.repeat(lengths >= self.min_len, lengths)
+        self.mask[bounds[0] - self.start:] = long
+        self.n += len(x)
+        self.run_start, self.run_value = int(bounds[-2]), x[-1]
+        self.decided = self.n if lengths[-1] >= self.min_len else self.run_start
+
+    def close(self) -> None:
+        self.decided = self.n
+
+    def trim(self, keep_from: int) -> None:
+        drop = min(keep_from, self.run_start) - self.start
+        if drop > 0:
+            self.mask = self.mask[drop:]
+            self.start += drop
+
+
+class PPGStream:
+    """Stateful runtime for one sensor stream at a declared rate `fs` (see `timebase` for the
+    rate and timestamp policy). `model=None` gives windows and flags without inference."""
+
+    def __init__(self, model: EdgeModel | None, fs: float, spec: SignalSpec | None = None,
+                 hop_s: float | None = None, keep_z: bool = False, infer_flagged: bool = False):
+        self.model = model
+        self.spec = spec or (model.spec if model is not None else SignalSpec())
+        if model is not None and "accel" in model.inputs:
+            raise InputError(f"{model.name} takes an 'accel' input; this runtime streams PPG only")
+        self.plan: RatePlan = plan_rate(fs, self.spec.ppg_fs, self.spec.ppg_band_hz[1])
+        fs_nom = self.plan.nominal_hz
+        self.resampler = StreamResampler(fs_nom, self.spec.ppg_fs)
+        self.up, self.down = self.resampler.up, self.resampler.down
+        self.runs = ConstantRuns(max(2, int(round(self.spec.flat_run_s * fs_nom))))
+        self.win = self.spec.ppg_len
+        self.hop = max(1, int(round((hop_s or self.spec.hop_s) * self.spec.ppg_fs)))
+        self.keep_z, self.infer_flagged = keep_z, infer_flagged
+        self.clock: GridClock | None = None
+        self.timestamped: bool | None = None
+        self.t0 = 0.0
+        self.y = np.zeros(0)
+        self.miss = np.zeros(0, dtype=bool)
+        self.y_start = 0                # absolute output index of y[0]
+        self.next_start = 0             # absolute output index of the next window
+        self.n_windows = 0
+        self.closed = False
+
+    # ------------------------------------------------------------------ input
+    def push(self, samples, timestamps=None) -> list[WindowResult]:
+        """Feed raw samples (T,) (and their timestamps in seconds, (T,)); returns the windows
+        completed by them. A zero-length chunk returns []."""
+        if self.closed:
+            raise InputError("stream is closed")
+        x = np.asarray(samples, dtype=np.float64).reshape(-1)
+        if (timestamps is not None) != bool(self.timestamped) and self.timestamped is not None:
+            raise InputError("give timestamps with every chunk or with none")
+        if len(x) == 0 and (timestamps is None or len(np.asarray(timestamps).reshape(-1)) == 0):
+            return []
+        if self.timestamped is None:
+            self.timestamped = timestamps is not None
+            if self.timestamped:
+                self.clock = GridClock(self.plan.nominal_hz)
+        if self.clock is not None:
+            x = self.clock.push(x, np.asarray(timestamps, np.float64).reshape(-1))
+            self.t0 = self.clock.t0
+        self.runs.push(x)
+        y, m = self.resampler.push(x)
+        return self._take(y, m)
+
+    def close(self) -> list[WindowResult]:
+        """End of a finite recording: flush the resampler (hold the last sample) and emit the
+        windows that completes."""
+        if self.closed:
+            return []
+        y, m = self.resampler.flush()
+        self.runs.close()
+        res = self._take(y, m)
+        self.closed = True
+        return res
+
+    # ------------------------------------------------------------------ windows
+    def _take(self, y: np.ndarray, m: np.ndarray) -> list[WindowResult]:
+        if len(y):
+            self.y = np.concatenate([self.y, y])
+            self.miss = np.concatenate([self.miss, m])
+        out = []
+        while True:
+            end = self.next_start + self.win          # exclusive, absolute output index
+            if end > self.y_start + len(self.y) or self._input_hi(end - 1) >= self.runs.decided:
+                break
+            out.append(self._window(self.next_start))
+            self.next_start += self.hop
+        self._trim()
+        return out
+
+    def _input_hi(self, n: int) -> int:
+        """The last sensor sample output n's flat mark reads (ceil of n*down/up, clipped)."""
+        return min(-(-n * self.down // self.up), self.runs.n - 1)
+
+    def _flat(self, s: int) -> np.ndarray:
+        pos = np.arange(s, s + self.win, dtype=np.int64) * self.down
+        hi_cap = self.runs.n - 1
+        lo = np.minimum(pos // self.up, hi_cap) - self.runs.start
+        hi = np.minimum(-(-pos // self.up), hi_cap) - self.runs.start
+        return self.runs.mask[lo] | self.runs.mask[hi]
+
+    def _window(self, s: int) -> WindowResult:
+        a = s - self.y_start
+        z, flags = window_features(self.y[a:a + self.win][None], self.miss[a:a + self.win][None],
+                                   self._flat(s)[None], self.spec)
+        z, flags = z[0], int(flags[0])
+        t_start = self.t0 + s / self.spec.ppg_fs
+        r = WindowResult(self.n_windows, t_start, t_start + self.win / self.spec.ppg_fs, flags,
+                         "ok", flag_names(flags & LOW_QUALITY_FLAGS),
+                         z=z if self.keep_z else None)
+        self.n_windows += 1
+        if r.reasons:
+            r.status = "low_quality"
+        if self.model is not None and (not r.reasons or self.infer_flagged):
+            self._infer(r, z)
+        return r
+
+    def _infer(self, r: WindowResult, z: np.ndarray) -> None:
+        vals = readout(self.model.run(z))
+        dec = self.model.decision
+        emb = vals.pop("embedding", None)
+        if "quality_prob" in vals and vals["quality_prob"] < dec["quality_min_prob"]:
+            r.reasons.append("model_quality")
+        if r.reasons:
+            r.status = "low_quality"
+            r.values = {"quality_prob": vals["quality_prob"]} if "quality_prob" in vals else {}
+            return
+        if "hr_confidence" in vals and vals["hr_confidence"] < dec["hr_confidence_min"]:
+            vals["hr"] = None
+            r.reasons.append("hr_confidence")
+        r.values, r.embedding = vals, emb
+
+    def _trim(self) -> None:
+        drop = min(self.next_start - self.y_start, len(self.y))
+        if drop > 0:
+            self.y, self.miss = self.y[drop:], self.miss[drop:]
+            self.y_start += drop
+        self.runs.trim(max(0, self.next_start * self.down // self.up - 1))
+
+
+def run_recording(model: EdgeModel | None, x: np.ndarray, fs: float,
+                  timestamps: np.ndarray | None = None, **kw) -> tuple[list[WindowResult], PPGStream]:
+    """The batch API: a whole recording (T,) through one stream, closed at its end."""
+    s = PPGStream(model, fs, **kw)
+    res = s.push(x, timestamps)
+    return res + s.close(), s
