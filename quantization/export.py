@@ -306,6 +306,14 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
         parity.write_reports(par, tmp)
         timings["parity_s"] = time.perf_counter() - t
 
+        # one self-describing file for a watch app: the sidecar also inside the .tflite metadata
+        import json
+        for stem in ("model_int8", "model_int8_calib"):
+            emb, ext = tedit.embed_sidecar((tmp / f"{stem}.tflite").read_bytes(),
+                                           json.loads((tmp / f"{stem}.json").read_text()))
+            (tmp / f"{stem}.tflite").write_bytes(emb)
+            atomic_write_json(tmp / f"{stem}.json", ext)
+        qat_file, calib_file = ((tmp / f).read_bytes() for f in ("model_int8.tflite", "model_int8_calib.tflite"))
         metrics = {"summary": par["summary"], "timings": timings,
                    "file_bytes": {"model_int8.tflite": len(qat_file), "model_int8_calib.tflite": len(calib_file),
                                   "model.onnx": (tmp / "model.onnx").stat().st_size},

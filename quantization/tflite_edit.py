@@ -122,3 +122,33 @@ def rename_io(model, inputs: dict[int, str], outputs: dict[int, str]) -> None:
         for t in sd.outputs or []:
             if int(t.tensorIndex) in outputs:
                 t.name = outputs[int(t.tensorIndex)].encode()
+
+
+def embed_sidecar(tfl: bytes, sidecar: dict) -> tuple[bytes, dict]:
+    """Store `sidecar` (JSON) in the file's `Model.metadata` entry that the edge runtime reads
+    (`edge_runtime.sidecar.SIDECAR_METADATA_NAME`), replacing an earlier one. The embedded copy
+    carries `sha256_blanked` (the file's sha256 with the JSON bytes zeroed: a file cannot hold
+    its own hash). Returns (new file, the external sidecar: same fields plus `sha256`, `bytes`)."""
+    import json
+
+    from edge_runtime.sidecar import SIDECAR_METADATA_NAME, blanked_sha256, sha256
+    from edge_runtime.tflite_file import load_model
+    s = schema()
+    model = load_model(tfl)
+    model.metadata = [m for m in (model.metadata or [])
+                      if (m.name.decode() if isinstance(m.name, bytes) else m.name) != SIDECAR_METADATA_NAME]
+    inner = {k: v for k, v in sidecar.items() if k not in ("sha256", "bytes", "sha256_blanked")}
+    placeholder = "0" * 64
+    raw = json.dumps({**inner, "sha256_blanked": placeholder}, sort_keys=True).encode()
+    b = s.BufferT()
+    b.data, b.offset, b.size = np.frombuffer(raw, np.uint8).copy(), 0, 0
+    model.buffers.append(b)
+    md = s.MetadataT()
+    md.name, md.buffer = SIDECAR_METADATA_NAME, len(model.buffers) - 1
+    model.metadata.append(md)
+    drop_unused_buffers(model)
+    out = save_model(model)
+    digest = blanked_sha256(out, raw)
+    final = raw.replace(placeholder.encode(), digest.encode(), 1)
+    out = out.replace(raw, final, 1)
+    return out, {**inner, "sha256_blanked": digest, "sha256": sha256(out), "bytes": len(out)}
