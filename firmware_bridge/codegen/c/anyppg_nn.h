@@ -1,0 +1,77 @@
+/* int8 kernels of the generated inference (anyppg_model.c calls them with constant parameters).
+ *
+ * Activations are (L, C) int8, channels last: TFLite's NHWC with H == 1 or W == 1. Biases are
+ * folded with the input zero point at generation time (bias + in_off * sum(w)); taps that fall
+ * into padding subtract their share again, so every sum equals TFLite's
+ * sum((x - zp) * w) + bias exactly. Built with __ARM_FEATURE_DSP (Cortex-M4/M7/M33/M55) the
+ * hot loops use the dual 16-bit MACs (ACLE __smlad, __sxtb16); ANYPPG_NN_PORTABLE forces the
+ * plain C path. Both give the same bytes. */
+#ifndef ANYPPG_NN_H
+#define ANYPPG_NN_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { ANYPPG_POOL_NONE = 0, ANYPPG_POOL_MAX = 1, ANYPPG_POOL_AVG = 2 };
+
+typedef struct {
+    const int8_t *w;        /* conv: [out_ch][kc4] rows (k * in_ch taps, zero-padded to kc4); depthwise: [k][out_ch] */
+    const int32_t *bias;    /* bias + in_off * sum(w) per output channel */
+    const int32_t *mult;    /* Q31 per-channel multipliers */
+    const int8_t *shift;
+    int16_t in_len, in_ch, out_len, out_ch, k, stride, dil, pad, kc4, depth_mult;
+    int32_t in_off, out_zp;
+    int8_t act_min, act_max;
+    /* pooling fused after the convolution (non-overlapping windows): output is the pool's */
+    int8_t pool_kind, pool_act_min, pool_act_max;
+    int16_t pool_k, pool_stride, pool_pad, pool_out_len;
+} anyppg_conv_params;
+
+typedef struct {
+    const int8_t *w;        /* [n_out][n_in] */
+    const int32_t *bias;    /* folded as for conv */
+    const int32_t *mult;
+    const int8_t *shift;
+    int16_t n_in, n_out;
+    int32_t out_zp;
+    int8_t act_min, act_max;
+} anyppg_fc_params;
+
+typedef struct {
+    int16_t in_len, ch, out_len, k, stride, pad;
+    int8_t act_min, act_max;
+} anyppg_pool_params;
+
+typedef struct {
+    int32_t n, left_shift, a_off, b_off, out_zp;
+    int32_t a_mult, b_mult, out_mult;
+    int8_t a_shift, b_shift, out_shift, act_min, act_max;
+} anyppg_add_params;
+
+typedef struct {
+    int32_t n, in_zp, mult, left_shift, radius;
+} anyppg_logistic_params;
+
+typedef struct {
+    int32_t rows, depth, mult, left_shift, diff_min;
+} anyppg_softmax_params;
+
+/* scratch: anyppg_conv_scratch_bytes(p) bytes, 4-byte aligned (fused pooling only). */
+int anyppg_conv_scratch_bytes(int out_ch, int pool_kind);
+void anyppg_conv(const anyppg_conv_params *p, const int8_t *in, int8_t *out, void *scratch);
+void anyppg_dwconv(const anyppg_conv_params *p, const int8_t *in, int8_t *out, void *scratch);
+void anyppg_fc(const anyppg_fc_params *p, const int8_t *in, int8_t *out);
+void anyppg_maxpool(const anyppg_pool_params *p, const int8_t *in, int8_t *out);
+void anyppg_avgpool(const anyppg_pool_params *p, const int8_t *in, int8_t *out);
+void anyppg_add(const anyppg_add_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void anyppg_pad(int in_len, int ch, int out_len, int before, int8_t value, const int8_t *in, int8_t *out);
+void anyppg_logistic(const anyppg_logistic_params *p, const int8_t *in, int8_t *out);
+void anyppg_softmax(const anyppg_softmax_params *p, const int8_t *in, int8_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ANYPPG_NN_H */

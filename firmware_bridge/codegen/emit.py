@@ -1,0 +1,185 @@
+"""Write the generated C: anyppg_model.h (ports, sizes, quantisation) and anyppg_model.c
+(weights and per-layer constants as const arrays, the static arena, anyppg_invoke)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .lower import Layer, Lowered
+from .plan import Plan
+
+PREFIX = "anyppg_model"
+
+
+def c_ident(name: str) -> str:
+    s = re.sub(r"[^0-9a-zA-Z_]", "_", name)
+    return s if s and not s[0].isdigit() else f"p_{s}"
+
+
+def _array(ctype: str, name: str, values, per_line: int = 24) -> str:
+    vals = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    lines = [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)] or ["0"]
+    body = ",\n    ".join(lines)
+    return f"static const {ctype} {name}[{max(1, len(vals))}] = {{\n    {body}\n}};\n"
+
+
+def conv_weights(l: Layer) -> tuple[np.ndarray, np.ndarray, int]:
+    """(weights as laid out for the kernel, folded bias, kc4)."""
+    p = l.p
+    in_off = -p["in_zp"]
+    w = p["w"]
+    if l.kind == "conv":
+        kc = p["k"] * p["in_ch"]
+        kc4 = (kc + 3) // 4 * 4
+        rows = np.zeros((p["out_ch"], kc4), np.int32)
+        rows[:, :kc] = w.reshape(p["out_ch"], kc)
+        folded = p["bias"] + in_off * w.reshape(p["out_ch"], kc).sum(axis=1).astype(np.int64)
+        return rows, folded, kc4
+    folded = p["bias"] + in_off * w.sum(axis=0).astype(np.int64)      # w is [K][OC]
+    return w, folded, 0
+
+
+def _check_i32(v: np.ndarray, what: str):
+    if np.any(v > 2**31 - 1) or np.any(v < -2**31):
+        from .lower import CodegenError
+        raise CodegenError(f"{what}: folded bias overflows int32")
+
+
+def _emit_conv(i: int, l: Layer, consts: list[str]) -> str:
+    p = l.p
+    w, folded, kc4 = conv_weights(l)
+    _check_i32(folded, f"layer {i}")
+    consts += [_array("int8_t", f"w{i}", w), _array("int32_t", f"b{i}", folded),
+               _array("int32_t", f"m{i}", p["mult"]), _array("int8_t", f"s{i}", p["shift"])]
+    pool = p.get("pool")
+    kinds = {"maxpool": "ANYPPG_POOL_MAX", "avgpool": "ANYPPG_POOL_AVG"}
+    pool_fields = (f", .pool_kind = {kinds[pool['kind']]}, .pool_act_min = {pool['act_min']}, "
+                   f".pool_act_max = {pool['act_max']}, .pool_k = {pool['k']}, "
+                   f".pool_stride = {pool['stride']}, .pool_pad = {pool['pad']}, "
+                   f".pool_out_len = {pool['out_len']}") if pool else ""
+    consts.append(
+        f"static const anyppg_conv_params c{i} = {{ .w = w{i}, .bias = b{i}, .mult = m{i}, .shift = s{i},\n"
+        f"    .in_len = {p['in_len']}, .in_ch = {p['in_ch']}, .out_len = {p['out_len']}, "
+        f".out_ch = {p['out_ch']}, .k = {p['k']}, .stride = {p['stride']}, .dil = {p['dil']}, "
+        f".pad = {p['pad']}, .kc4 = {kc4}, .depth_mult = {p['depth_mult']},\n"
+        f"    .in_off = {-p['in_zp']}, .out_zp = {p['out_zp']}, .act_min = {p['act_min']}, "
+        f".act_max = {p['act_max']}{pool_fields} }};\n")
+    fn = "anyppg_conv" if l.kind == "conv" else "anyppg_dwconv"
+    return f"{fn}(&c{i}, {{in0}}, {{out}}, {{scratch}});"
+
+
+def _emit_fc(i: int, l: Layer, consts: list[str]) -> str:
+    p = l.p
+    folded = p["bias"] + (-p["in_zp"]) * p["w"].sum(axis=1).astype(np.int64)
+    _check_i32(folded, f"layer {i}")
+    consts += [_array("int8_t", f"w{i}", p["w"]), _array("int32_t", f"b{i}", folded),
+               _array("int32_t", f"m{i}", p["mult"]), _array("int8_t", f"s{i}", p["shift"])]
+    consts.append(f"static const anyppg_fc_params c{i} = {{ .w = w{i}, .bias = b{i}, .mult = m{i}, "
+                  f".shift = s{i}, .n_in = {p['n_in']}, .n_out = {p['n_out']}, .out_zp = {p['out_zp']}, "
+                  f".act_min = {p['act_min']}, .act_max = {p['act_max']} }};\n")
+    return f"anyppg_fc(&c{i}, {{in0}}, {{out}});"
+
+
+def _emit_pool(i: int, l: Layer, consts: list[str]) -> str:
+    p = l.p
+    consts.append(f"static const anyppg_pool_params c{i} = {{ .in_len = {p['in_len']}, .ch = {p['ch']}, "
+                  f".out_len = {p['out_len']}, .k = {p['k']}, .stride = {p['stride']}, .pad = {p['pad']}, "
+                  f".act_min = {p['act_min']}, .act_max = {p['act_max']} }};\n")
+    return f"anyppg_{l.kind}(&c{i}, {{in0}}, {{out}});"
+
+
+def _emit_add(i: int, l: Layer, consts: list[str]) -> str:
+    p = l.p
+    consts.append(f"static const anyppg_add_params c{i} = {{ .n = {p['n']}, .left_shift = {p['left_shift']}, "
+                  f".a_off = {-p['a_zp']}, .b_off = {-p['b_zp']}, .out_zp = {p['out_zp']}, "
+                  f".a_mult = {p['a_mult']}, .b_mult = {p['b_mult']}, .out_mult = {p['out_mult']}, "
+                  f".a_shift = {p['a_shift']}, .b_shift = {p['b_shift']}, .out_shift = {p['out_shift']}, "
+                  f".act_min = {p['act_min']}, .act_max = {p['act_max']} }};\n")
+    return f"anyppg_add(&c{i}, {{in0}}, {{in1}}, {{out}});"
+
+
+def _emit_misc(i: int, l: Layer, consts: list[str]) -> str:
+    p = l.p
+    if l.kind == "pad":
+        return (f"anyppg_pad({p['in_len']}, {p['ch']}, {p['out_len']}, {p['before']}, {p['value']}, "
+                f"{{in0}}, {{out}});")
+    if l.kind == "logistic":
+        consts.append(f"static const anyppg_logistic_params c{i} = {{ .n = {p['n']}, .in_zp = {p['in_zp']}, "
+                      f".mult = {p['mult']}, .left_shift = {p['left_shift']}, .radius = {p['radius']} }};\n")
+        return f"anyppg_logistic(&c{i}, {{in0}}, {{out}});"
+    if l.kind == "softmax":
+        consts.append(f"static const anyppg_softmax_params c{i} = {{ .rows = {p['rows']}, .depth = {p['depth']}, "
+                      f".mult = {p['mult']}, .left_shift = {p['left_shift']}, .diff_min = {p['diff_min']} }};\n")
+        return f"anyppg_softmax(&c{i}, {{in0}}, {{out}});"
+    raise AssertionError(l.kind)
+
+
+_EMIT = {"conv": _emit_conv, "dwconv": _emit_conv, "fc": _emit_fc, "maxpool": _emit_pool,
+         "avgpool": _emit_pool, "add": _emit_add, "pad": _emit_misc, "logistic": _emit_misc,
+         "softmax": _emit_misc}
+
+
+def header(low: Lowered, plan: Plan) -> str:
+    ins = [(n, low.tensors[t]) for n, t in low.inputs.items()]
+    outs = [(n, low.tensors[t]) for n, t in low.outputs.items()]
+    lines = ["/* Generated by firmware_bridge.codegen from an int8 .tflite: do not edit. */",
+             "#ifndef ANYPPG_MODEL_H", "#define ANYPPG_MODEL_H", "", "#include <stddef.h>",
+             "#include <stdint.h>", "", '#ifdef __cplusplus', 'extern "C" {', "#endif", "",
+             f"#define ANYPPG_MODEL_ARENA_BYTES {plan.arena_bytes}",
+             f"#define ANYPPG_MODEL_N_INPUTS {len(ins)}", f"#define ANYPPG_MODEL_N_OUTPUTS {len(outs)}"]
+    for kind, ports in (("INPUT", ins), ("OUTPUT", outs)):
+        for n, t in ports:
+            u = c_ident(n).upper()
+            lines += [f"#define ANYPPG_MODEL_{kind}_{u}_LEN {t.size}",
+                      f"#define ANYPPG_MODEL_{kind}_{u}_SCALE {t.scale!r}f",
+                      f"#define ANYPPG_MODEL_{kind}_{u}_ZERO_POINT ({t.zero_point})"]
+    lines += ["", "/* Inputs: quantised int8 windows (the caller keeps them alive during invoke). */",
+              "typedef struct {"] + [f"    const int8_t *{c_ident(n)};   /* {t.size} */" for n, t in ins] + \
+             ["} anyppg_model_inputs;", "", "/* Outputs, by name: int8, real = scale * (q - zero_point). */",
+              "typedef struct {"] + [f"    int8_t {c_ident(n)}[{t.size}];" for n, t in outs] + \
+             ["} anyppg_model_outputs;", "",
+              "typedef struct { const char *name; size_t offset; int len; float scale; int zero_point; } anyppg_model_port;",
+              "extern const anyppg_model_port anyppg_model_output_ports[ANYPPG_MODEL_N_OUTPUTS];", "",
+              "/* Runs the model once; returns 0. Not reentrant (one static arena). */",
+              "int anyppg_invoke(const anyppg_model_inputs *in, anyppg_model_outputs *out);", "",
+              "/* Define ANYPPG_MODEL_LAYER_HOOK(i, name) when compiling anyppg_model.c to observe each layer. */",
+              "", '#ifdef __cplusplus', "}", "#endif", "#endif /* ANYPPG_MODEL_H */", ""]
+    return "\n".join(lines)
+
+
+def source(low: Lowered, layers: list[Layer], plan: Plan) -> str:
+    consts: list[str] = []
+    body: list[str] = []
+    ext = {t: n for n, t in low.inputs.items()}
+
+    def ref(t: int) -> str:
+        while t in plan.root:
+            t = plan.root[t]
+        if t in ext:
+            return f"in->{c_ident(ext[t])}"
+        return f"(arena + {plan.offset[t]})"
+    for i, l in enumerate(layers):
+        if l.kind == "reshape":
+            continue
+        call = _EMIT[l.kind](i, l, consts)
+        scratch = f"(arena + {plan.scratch_offset[i]})" if i in plan.scratch_offset else "0"
+        call = call.format(in0=ref(l.inputs[0]), in1=ref(l.inputs[1]) if len(l.inputs) > 1 else "",
+                           out=ref(l.output), scratch=scratch)
+        body.append(f"    {call}   /* {l.label}, TFLite op {l.op_index} */")
+        body.append(f'    ANYPPG_MODEL_LAYER_HOOK({i}, "{l.label}");')
+    outs = [(n, t) for n, t in low.outputs.items()]
+    for n, t in outs:
+        body.append(f"    memcpy(out->{c_ident(n)}, {ref(t)}, {low.tensors[t].size});")
+    ports = ",\n    ".join(
+        f'{{"{n}", offsetof(anyppg_model_outputs, {c_ident(n)}), {low.tensors[t].size}, '
+        f"{low.tensors[t].scale!r}f, {low.tensors[t].zero_point}}}" for n, t in outs)
+    return "\n".join([
+        "/* Generated by firmware_bridge.codegen from an int8 .tflite: do not edit. */",
+        '#include "anyppg_model.h"', "", "#include <string.h>", "", '#include "anyppg_nn.h"', "",
+        "#ifndef ANYPPG_MODEL_LAYER_HOOK", "#define ANYPPG_MODEL_LAYER_HOOK(i, name) ((void)0)", "#endif", "",
+        f"static int8_t arena[ANYPPG_MODEL_ARENA_BYTES > 0 ? ANYPPG_MODEL_ARENA_BYTES : 1] __attribute__((aligned(4)));",
+        "", *consts,
+        f"const anyppg_model_port anyppg_model_output_ports[ANYPPG_MODEL_N_OUTPUTS] = {{\n    {ports}\n}};", "",
+        "int anyppg_invoke(const anyppg_model_inputs *in, anyppg_model_outputs *out)", "{",
+        *body, "    return 0;", "}", ""])
