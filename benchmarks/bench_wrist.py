@@ -1,0 +1,244 @@
+"""HR on a wrist: the int8 student next to classical PPG estimators on the very same windows.
+
+    python -m benchmarks.bench_wrist --model runs/wrist/export/model_int8.tflite \
+        [--troika ../shared/data/troika_test] [--bidmc-store stores/bidmc] [--json out.json]
+
+Sets: `troika_test` (evaluation only: wrist PPG channel 1 during exercise, 10-s windows from
+0 s, each labelled with the mean of the two 8-s ECG references that start at its start and 2 s
+later; see training.data.readers.troika) and the test patients of a BIDMC window store.
+
+Rows, all on the same windows: the int8 student (LiteRT reference kernels, inputs and outputs
+read from the sidecar by name), the spectral peak, NeuroKit2 and HeartPy
+(training.probe.baselines), and predicting the training mean (the sidecar's recorded training
+HR mean, or --train-mean). A classical method that fails on a window is scored both ways: MAE
+on the windows it covered (with its coverage), and MAE with its failures imputed by the
+training mean. The student's error-versus-coverage curve ranks windows by its own
+`hr_confidence` (what a watch shows if it withholds its least sure windows), and the paired
+difference to the best classical estimator is bootstrapped over subjects (95% CI).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from anyppg.runs import atomic_write_json
+from edge_runtime import preprocess as pp
+from edge_runtime.contract import INPUTS, ContractError, check_ports, sidecar_inputs
+from edge_runtime.interpreters import dequantize, litert, quantize_input
+from edge_runtime.spec import SignalSpec
+from training.data import readers
+from training.data.store import WindowStore
+from training.probe.baselines import DISPLAY, hr_estimates
+
+COVERAGES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+CLASSICAL = ("hr-spectral", "hr-neurokit2", "hr-heartpy")
+ACCEL_AXES = ("accel_x", "accel_y", "accel_z")
+
+
+class BenchError(ValueError):
+    """Bad input to the benchmark (one line, names the file)."""
+
+
+# --------------------------------------------------------------------------- the model
+def load_model(path: Path) -> tuple[object, dict]:
+    """(LiteRT reference-kernel interpreter, sidecar) of an exported int8 student."""
+    side_path = path.with_suffix(".json")
+    if not path.is_file():
+        raise BenchError(f"{path}: no such model file")
+    if not side_path.is_file():
+        raise BenchError(f"{side_path}: no sidecar beside the model")
+    sidecar = json.loads(side_path.read_text())
+    try:
+        check_ports(sidecar, require=("hr", "hr_confidence"))
+    except ContractError as e:
+        raise BenchError(f"{side_path}: {e}") from None
+    return litert(path, ref=True), sidecar
+
+
+def run_model(it, sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run windows through the int8 model. inputs: name -> (N, L) or (N, L, C) float, for every
+    input the sidecar declares. Returns name -> dequantised output (N, ...)."""
+    ins = sidecar_inputs(sidecar)
+    missing = [e["name"] for e in ins if e["name"] not in inputs]
+    if missing:
+        raise BenchError(f"the model needs input(s) {missing} that this set does not provide")
+    outs = sidecar["outputs"]
+    n = len(next(iter(inputs.values())))
+    res: dict[str, list] = {o["name"]: [] for o in outs}
+    for i in range(n):
+        for e in ins:
+            x = np.asarray(inputs[e["name"]][i], np.float32).reshape(e["shape"])
+            it.set_tensor(e["index"], quantize_input(x, e["scale"], e["zero_point"]))
+        it.invoke()
+        for o in outs:
+            res[o["name"]].append(dequantize(it.get_tensor(o["index"]), o["scale"], o["zero_point"]))
+    return {k: np.concatenate(v).reshape(n, -1).squeeze(-1) if v else np.zeros(0)
+            for k, v in res.items()}
+
+
+# --------------------------------------------------------------------------- the sets
+def accel_window(rec, start: int, seg: int, spec: SignalSpec) -> np.ndarray:
+    """(L, 3) accelerometer input of one window: each axis resampled to the PPG rate and
+    z-scored over the window (contract INPUTS['accel'])."""
+    cols = []
+    for ax in ACCEL_AXES:
+        s = rec.signals[ax]
+        y, _ = pp.resample(s.data[start:start + seg], s.fs, spec.ppg_fs)
+        cols.append(pp.zscore(y[None, :spec.ppg_len])[0])
+    return np.stack(cols, -1).astype(np.float32)
+
+
+def troika_set(folder: str, spec: SignalSpec) -> dict:
+    """Windows of troika_test: ppg (N, L), accel (N, L, 3), hr (N,), flags, subject (N,)."""
+    ppg, acc, hr, flags, subj = [], [], [], [], []
+    for unit in readers.discover("troika", folder):
+        for rec in readers.read_unit("troika", unit):
+            seg = int(round(rec.segment_s * rec.ppg.fs))
+            for k, label in enumerate(rec.window_labels["hr"]):
+                w = pp.ppg_windows(rec.ppg.data[k * seg:(k + 1) * seg], rec.ppg.fs, spec,
+                                   pad_short=True, starts_s=np.array([0.0]))
+                ppg.append(w["x"][0])
+                flags.append(w["flags"][0])
+                acc.append(accel_window(rec, k * seg, seg, spec))
+                hr.append(label)
+                subj.append(rec.subject_id)
+    return {"ppg": np.stack(ppg), "accel": np.stack(acc), "hr": np.array(hr), "flags": np.array(flags),
+            "subject": np.array(subj)}
+
+
+def store_set(path: str, split: str, spec: SignalSpec) -> dict:
+    """Windows of one split of a window store with an HR label."""
+    st = WindowStore(path, split)
+    spec.check_compatible(st.spec, f"store {path}")
+    hr = st.column("hr")
+    ok = np.isfinite(hr)
+    return {"ppg": st.column("ppg")[ok], "hr": hr[ok], "flags": st.column("flags")[ok],
+            "subject": np.array(st.subject_ids())[ok]}
+
+
+# --------------------------------------------------------------------------- scoring
+def coverage_curve(err: np.ndarray, conf: np.ndarray, coverages=COVERAGES) -> list[dict]:
+    """MAE over the most confident fraction c of windows, for each c."""
+    order = np.argsort(-conf, kind="stable")
+    out = []
+    for c in coverages:
+        k = max(1, int(round(c * len(err))))
+        out.append({"coverage": c, "mae": float(err[order[:k]].mean()),
+                    "min_confidence": float(conf[order[k - 1]])})
+    return out
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, subject: np.ndarray, n: int = 2000,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """Mean of a - b and its 95% CI, resampling subjects with replacement."""
+    subs = np.unique(subject)
+    idx = [np.flatnonzero(subject == s) for s in subs]
+    rng = np.random.default_rng(seed)
+    d = a - b
+    boots = []
+    for _ in range(n):
+        pick = np.concatenate([idx[j] for j in rng.integers(0, len(subs), len(subs))])
+        boots.append(d[pick].mean())
+    return float(d.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def score_set(name: str, data: dict, model_out: dict, train_mean: float,
+              decision_min: float) -> dict:
+    """All rows of one set (see the module docstring)."""
+    y = data["hr"]
+    est = hr_estimates(data["ppg"], data["flags"])
+    rows: dict[str, dict] = {}
+    err_student = np.abs(model_out["hr"] - y)
+    conf = model_out["hr_confidence"]
+    keep = conf >= decision_min
+    rows["int8 student"] = {"mae": float(err_student.mean()), "coverage": 1.0,
+                            "curve": coverage_curve(err_student, conf),
+                            "at_decision": {"threshold": decision_min, "coverage": float(keep.mean()),
+                                            "mae": float(err_student[keep].mean()) if keep.any() else None}}
+    imputed = {}
+    for k in CLASSICAL:
+        v = est[k]
+        ok = np.isfinite(v)
+        imputed[k] = np.abs(np.where(ok, v, train_mean) - y)
+        rows[DISPLAY[k]] = {"mae": float(np.abs(v[ok] - y[ok]).mean()) if ok.any() else None,
+                            "coverage": float(ok.mean()), "mae_imputed": float(imputed[k].mean())}
+    rows["training mean"] = {"mae": float(np.abs(train_mean - y).mean()), "coverage": 1.0}
+    best = min(CLASSICAL, key=lambda k: rows[DISPLAY[k]]["mae_imputed"])
+    diff = paired_bootstrap(err_student, imputed[best], data["subject"])
+    return {"set": name, "windows": int(len(y)), "subjects": int(len(np.unique(data["subject"]))),
+            "hr_range": [float(y.min()), float(y.max())], "rows": rows,
+            "best_classical": DISPLAY[best],
+            "student_minus_best_classical": {"mean": diff[0], "ci95": [diff[1], diff[2]]}}
+
+
+def format_set(r: dict) -> str:
+    lines = [f"{r['set']}: {r['windows']} windows, {r['subjects']} subjects, HR "
+             f"{r['hr_range'][0]:.0f}-{r['hr_range'][1]:.0f} bpm",
+             f"  {'HR MAE, bpm':<22}{'covered':>9}{'coverage':>10}{'imputed':>9}"]
+    for name, row in r["rows"].items():
+        mae = "n/a" if row["mae"] is None else f"{row['mae']:.2f}"
+        imp = row.get("mae_imputed")
+        lines.append(f"  {name:<22}{mae:>9}{row['coverage']:>10.1%}"
+                     f"{'' if imp is None else f'{imp:.2f}':>9}")
+    s = r["rows"]["int8 student"]
+    lines.append("  student by its own confidence: " + ", ".join(
+        f"{c['coverage']:.0%} -> {c['mae']:.2f}" for c in s["curve"]))
+    d = s["at_decision"]
+    mae = "n/a" if d["mae"] is None else f"{d['mae']:.2f}"
+    lines.append(f"  at the sidecar's hr_confidence_min {d['threshold']:.2f}: coverage "
+                 f"{d['coverage']:.1%}, MAE {mae}")
+    b = r["student_minus_best_classical"]
+    lines.append(f"  student - {r['best_classical']} (imputed), per-window |error|: {b['mean']:+.2f} "
+                 f"bpm, 95% CI over subjects [{b['ci95'][0]:+.2f}, {b['ci95'][1]:+.2f}]")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_wrist", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, help="model_int8.tflite (sidecar .json beside it)")
+    ap.add_argument("--troika", default=None, help="troika_test folder (evaluation only)")
+    ap.add_argument("--bidmc-store", default=None, help="BIDMC window store (its test split is used)")
+    ap.add_argument("--split", default="test", help="store split to score (default test)")
+    ap.add_argument("--train-mean", type=float, default=None,
+                    help="training HR mean (default: the sidecar's label_norm.hr.mean)")
+    ap.add_argument("--json", default=None, help="write the figures here")
+    args = ap.parse_args(argv)
+    try:
+        it, sidecar = load_model(Path(args.model))
+        spec = SignalSpec.from_dict(sidecar["spec"])
+        train_mean = args.train_mean
+        if train_mean is None:
+            train_mean = (sidecar.get("label_norm") or {}).get("hr", {}).get("mean")
+        if train_mean is None:
+            raise BenchError(f"{args.model}: the sidecar records no training HR mean; pass --train-mean")
+        decision = (sidecar.get("decision") or {}).get("hr_confidence_min", 0.5)
+        sets = []
+        if args.troika:
+            sets.append(("troika_test", troika_set(args.troika, spec)))
+        if args.bidmc_store:
+            sets.append((f"BIDMC {args.split}", store_set(args.bidmc_store, args.split, spec)))
+        if not sets:
+            raise BenchError("nothing to score: give --troika and/or --bidmc-store")
+        results = []
+        for name, data in sets:
+            inputs = {"ppg": data["ppg"]}
+            if "accel" in data:
+                inputs["accel"] = data["accel"]
+            out = run_model(it, sidecar, {k: v for k, v in inputs.items() if k in INPUTS})
+            results.append(score_set(name, data, out, float(train_mean), float(decision)))
+            print(format_set(results[-1]), flush=True)
+    except (BenchError, readers.ReaderError, ValueError, FileNotFoundError) as e:
+        print(f"bench_wrist: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if args.json:
+        atomic_write_json(Path(args.json), {"model": args.model, "train_mean": train_mean,
+                                            "sets": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
