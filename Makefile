@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.anyppg-installed
-DEMO   ?= runs/demo
 PYTEST_ARGS ?=
 
 .PHONY: setup system-deps demo test test-fast bench clean
@@ -30,25 +29,12 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check -c requirements.lock -e ".[all]"
 	@touch $@
 
-# The embedded default: synthetic paired ECG/PPG -> store -> cpu-small teacher -> probes.
+# The embedded default: synthetic paired ECG/PPG -> store -> teacher -> probes -> student -> QAT
+# -> int8 TFLite -> C bundle -> simulated Cortex-M4 -> benchmark, then the report. Unchanged stages
+# are skipped on a second run; an interrupted run resumes (see anyppg/pipeline.py).
 demo: setup
-	rm -rf $(DEMO)/pretrain $(DEMO)/probe $(DEMO)/distill $(DEMO)/qat $(DEMO)/export
-	$(VENV)/bin/anyppg data prepare --source synthetic --input "subjects=48,minutes=5,seed=0" \
-		--out $(DEMO)/store --overwrite --quiet > /dev/null
-	$(VENV)/bin/anyppg data summary $(DEMO)/store
-	$(VENV)/bin/anyppg pretrain --config cpu-small --data $(DEMO)/store --out $(DEMO)/pretrain \
-		--set max_steps=150 --quiet > /dev/null
-	@$(PY) -c "import json; m = json.load(open('$(DEMO)/pretrain/manifest.json'))['metrics']; \
-		print('pretrain: %d steps, test PPG->ECG retrieval top-1 in batches of 64: %.2f (chance %.3f)' % \
-		(m['steps'], m['test_retrieval']['top1'], m['test_retrieval']['chance']))"
-	$(VENV)/bin/anyppg probe --encoder $(DEMO)/pretrain --encoder random:net1d-small --tasks synthetic \
-		--stores $(DEMO)/stores --out $(DEMO)/probe --bootstrap 200
-	@cat $(DEMO)/probe/probe.md
-	$(VENV)/bin/anyppg distill --config cpu-small --teacher $(DEMO)/pretrain --data $(DEMO)/store \
-		--out $(DEMO)/distill --quiet > /dev/null
-	$(VENV)/bin/anyppg qat --from $(DEMO)/distill --data $(DEMO)/store --out $(DEMO)/qat --config cpu-small --quiet
-	$(VENV)/bin/anyppg export --from $(DEMO)/qat --data $(DEMO)/store --out $(DEMO)/export --quiet
-	@cat $(DEMO)/export/parity.md
+	$(VENV)/bin/anyppg pipeline --config demo --out runs/demo
+	@echo "report: $(CURDIR)/runs/demo/report.html (and report.md)"
 
 test: setup system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -60,4 +46,4 @@ bench: setup
 	$(PY) -m benchmarks.bench_data
 
 clean:
-	rm -rf $(DEMO) .pytest_cache
+	rm -rf runs/demo .pytest_cache
