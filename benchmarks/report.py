@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -128,8 +129,11 @@ def _bench_latency(f: Facts, pattern: str, exclude: str | None = None) -> str:
     hit = rd.find_number(raw, pattern, r"p50|median", exclude=exclude)
     if not hit:
         return NOT_MEASURED
-    unit = "us" if "_us" in hit[1] or hit[1].endswith("us") else "ms" if "ms" in hit[1] else ""
-    return f"{hit[0]:.3g} {unit} (p50)".replace("  ", " ")
+    key = hit[1].lower()
+    us = hit[0] if "us" in key else hit[0] * 1e3 if "ms" in key else hit[0] * 1e6 if re.search(r"(^|_)s($|\.)", key) else None
+    if us is None:
+        return f"{hit[0]:.3g} (p50, unit not stated: {hit[1]})"
+    return f"{us:.0f} us (p50)" if us < 1000 else f"{us / 1e3:.1f} ms (p50)"
 
 
 def _cost_rows(f: Facts) -> list[tuple[str, list[str]]]:
@@ -193,6 +197,13 @@ def stage_rows(f: Facts) -> list[list[str]]:
     return out
 
 
+def _timing(f: Facts) -> str:
+    secs = [s.get("seconds") for s in f.stages.values() if isinstance(s.get("seconds"), (int, float))]
+    last = f.state.get("last_run_seconds")
+    return (f"Stage times add up to {sum(secs):.0f} s" if secs else "No stage times recorded") + \
+        (f"; the last `anyppg pipeline` run took {last:.0f} s (skipped stages cost nothing)." if last else ".")
+
+
 def probe_rows(f: Facts) -> list[list[str]]:
     rows = []
     for t, r in f.probe.get("tasks", {}).items():
@@ -250,7 +261,8 @@ def render(f: Facts, figs: dict[str, Path | None]) -> tuple[str, str]:
         f"Students not scored: {f.eval_error or 'distill/export not run'}."
     figl = figure_list(f, figs)
     md = [f"# {title}", "", "## From foundation model to watch", "", md_table(head, rows), "", note, "",
-          "## Stages", "", md_table(["stage", "status", "time", "reason / note"], stage_rows(f)), ""]
+          "## Stages", "", md_table(["stage", "status", "time", "reason / note"], stage_rows(f)), "",
+          _timing(f), ""]
     if f.probe.get("tasks"):
         md += ["## Teacher probes", "", md_table(["task", "metric", f"teacher ({f.probe.get('encoder')})",
                                                   "baselines"], probe_rows(f)), ""]
@@ -260,7 +272,8 @@ def render(f: Facts, figs: dict[str, Path | None]) -> tuple[str, str]:
     h = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
          f"<style>{CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
          "<h2>From foundation model to watch</h2>", html_table(head, rows, "main"), f"<p>{html.escape(note)}</p>",
-         "<h2>Stages</h2>", html_table(["stage", "status", "time", "reason / note"], stage_rows(f), "stages")]
+         "<h2>Stages</h2>", html_table(["stage", "status", "time", "reason / note"], stage_rows(f), "stages"),
+         f"<p>{html.escape(_timing(f))}</p>"]
     if f.probe.get("tasks"):
         h += ["<h2>Teacher probes</h2>", html_table(["task", "metric", "teacher", "baselines"], probe_rows(f), "probe")]
     h.append("<h2>Figures</h2><div class='figs'>")
