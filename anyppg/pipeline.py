@@ -291,7 +291,7 @@ def fingerprint(stage: Stage, argv: list[str], inputs: dict[str, str | None], ct
 
 
 # ----------------------------------------------------------------------------------- running
-def why_unavailable(stage: Stage) -> str | None:
+def why_unavailable(stage: Stage, launcher: list[str] | None = None) -> str | None:
     """None when the stage can run here, else the reason it cannot (one line)."""
     module = COMMANDS.get(stage.command, ("?",))[0]
     try:
@@ -301,16 +301,32 @@ def why_unavailable(stage: Stage) -> str | None:
     if not found:
         return f"`anyppg {' '.join(stage.command)}` is not available in this checkout ({module} missing)"
     missing = [t for t in stage.tools if shutil.which(t) is None]
+    if launcher:
+        exe = _resolve_launcher(launcher)[0]
+        if not (Path(exe).is_file() or shutil.which(exe)):
+            missing.append(exe)
     if missing:
         return f"{', '.join(missing)} not found on PATH"
     return None
+
+
+def _resolve_launcher(launcher: list[str] | None) -> list[str]:
+    """A bare launcher name (torchrun) is taken from this interpreter's bin folder first, so an
+    unactivated venv still finds its own torchrun."""
+    if not launcher:
+        return []
+    exe = launcher[0]
+    if os.sep not in exe:
+        sibling = Path(sys.executable).parent / exe
+        exe = str(sibling) if sibling.is_file() else (shutil.which(exe) or exe)
+    return [exe, *launcher[1:]]
 
 
 def run_subprocess(stage: Stage, argv: list[str], log: Path, env: dict[str, str],
                    launcher: list[str] | None = None) -> tuple[int, str]:
     """Run `anyppg <command> argv` in a child process (through `launcher`, e.g. torchrun, when
     given); returns (exit code, the last error line it printed, else its last line)."""
-    cmd = [*(launcher or [sys.executable]), "-m", "anyppg.cli", *stage.command, *argv]
+    cmd = [*(_resolve_launcher(launcher) or [sys.executable]), "-m", "anyppg.cli", *stage.command, *argv]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
         f.write("$ anyppg " + " ".join(stage.command + tuple(argv)) + "\n")
@@ -426,7 +442,7 @@ class Pipeline:
                 why = self.state["stages"].get(d, {}).get("status", "not run")
                 reason = f"needs {d}, which is {why if why != 'done' else 'changed since it ran'}"
             else:
-                reason = why_unavailable(st)
+                reason = why_unavailable(st, sc.launcher)
         if reason:
             self.log(f"{tag} not run: {reason}")
             self.record(st.name, status="not run", reason=reason, action=None)

@@ -52,7 +52,7 @@ class FakeStages:
 def fake(monkeypatch):
     f = FakeStages()
     monkeypatch.setattr(pipeline, "RUNNER", f)
-    monkeypatch.setattr(pipeline, "why_unavailable", lambda st: None)
+    monkeypatch.setattr(pipeline, "why_unavailable", lambda st, launcher=None: None)
     return f
 
 
@@ -113,7 +113,7 @@ def test_output_changed_on_disk_reruns_it_and_downstream(tmp_path, fake):
 
 def test_unavailable_and_failed_stages_are_recorded_with_reasons(tmp_path, fake, monkeypatch):
     monkeypatch.setattr(pipeline, "why_unavailable",
-                        lambda st: "qemu-system-arm not found on PATH" if st.name == "mcu" else None)
+                        lambda st, launcher=None: "qemu-system-arm not found on PATH" if st.name == "mcu" else None)
     fake.fail["firmware"] = "anyppg firmware: error: model_int8.tflite: unsupported op SQUARE"
     assert run(tmp_path) == 1                             # a failure is an error; a missing tool is not
     st = state(tmp_path)
