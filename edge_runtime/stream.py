@@ -70,13 +70,14 @@ class ConstantRuns:
             return
         same = np.empty(len(x), dtype=bool)
         same[0] = self.n > 0 and x[0] == self.run_value
-        same[1:] = x[1:] == x[:-1]
-        bounds = np.r_[self.run_start, self.n + np.flatnonzero(~same), self.n + len(x)]
-        bounds = np.unique(bounds)
+        np.equal(x[1:], x[:-1], out=same[1:])
+        starts = self.n + np.flatnonzero(~same)
+        if len(starts) and starts[0] == self.run_start:
+            starts = starts[1:]
+        bounds = np.concatenate([[self.run_start], starts, [self.n + len(x)]])
         lengths = np.diff(bounds)
-        self.mask = np.r_[self.mask, np.zeros(len(x), dtype=bool)]
-        long = np.repeat(lengths >= self.min_len, lengths)
-        self.mask[bounds[0] - self.start:] = long
+        self.mask = np.concatenate([self.mask, np.zeros(len(x), dtype=bool)])
+        self.mask[bounds[0] - self.start:] = np.repeat(lengths >= self.min_len, lengths)
         self.n += len(x)
         self.run_start, self.run_value = int(bounds[-2]), x[-1]
         self.decided = self.n if lengths[-1] >= self.min_len else self.run_start
@@ -118,6 +119,11 @@ class PPGStream:
         self.next_start = 0             # absolute output index of the next window
         self.n_windows = 0
         self.closed = False
+        # Samples are only buffered until the next window can complete (results do not depend
+        # on chunking, so the work is batched per window: a push costs an append).
+        self.pending: list[np.ndarray] = []
+        self.pending_n = 0
+        self.need_in = self._inputs_needed(self.win - 1)
 
     # ------------------------------------------------------------------ input
     def push(self, samples, timestamps=None) -> list[WindowResult]:
@@ -137,18 +143,36 @@ class PPGStream:
         if self.clock is not None:
             x = self.clock.push(x, np.asarray(timestamps, np.float64).reshape(-1))
             self.t0 = self.clock.t0
+        self.pending.append(x)
+        self.pending_n += len(x)
+        if self.runs.n + self.pending_n < self.need_in:
+            return []
+        return self._process()
+
+    def _process(self) -> list[WindowResult]:
+        x = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        self.pending, self.pending_n = [], 0
         self.runs.push(x)
         y, m = self.resampler.push(x)
-        return self._take(y, m)
+        out = self._take(y, m)
+        self.need_in = self._inputs_needed(self.next_start + self.win - 1)
+        return out
+
+    def _inputs_needed(self, n: int) -> int:
+        """Sensor samples after which output n exists (the resampler's latency rule)."""
+        if self.resampler.identity:
+            return n + 1
+        return -(-(n * self.down + self.resampler.half + 1) // self.up)
 
     def close(self) -> list[WindowResult]:
         """End of a finite recording: flush the resampler (hold the last sample) and emit the
         windows that completes."""
         if self.closed:
             return []
+        res = self._process() if self.pending else []
         y, m = self.resampler.flush()
         self.runs.close()
-        res = self._take(y, m)
+        res += self._take(y, m)
         self.closed = True
         return res
 

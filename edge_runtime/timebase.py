@@ -13,7 +13,8 @@ Policy (documented in the README's edge-runtime section and tested):
   Any other rate is a one-line error.
 - Timestamps (seconds, one per sample) are the truth when given: samples are placed on the
   uniform grid t0 + k / fs_nominal by linear interpolation between neighbouring samples, so
-  jitter and clock drift do not bend the time axis. A step longer than `GAP_PERIODS` periods is
+  jitter and clock drift do not bend the time axis (one dropped sample is bridged). A step
+  longer than `GAP_PERIODS` (2.5) periods is
   a gap: the grid points inside it are missing (NaN), which flags the windows that touch it.
   Timestamps must be finite and strictly increasing (else a one-line error naming the sample).
   The median of the first `CHECK_STEPS` steps must match the declared rate within 10%; a step
@@ -32,8 +33,8 @@ from .resample import check_rate, resample_ratio
 
 SUPPORTED_RATES_HZ = (25.0, 50.0, 64.0, 100.0, 125.0, 128.0, 200.0, 250.0, 256.0, 500.0, 1000.0)
 SNAP_TOLERANCE = 0.005
-GAP_PERIODS = 1.5
-CHECK_STEPS = 16
+GAP_PERIODS = 2.5
+CHECK_STEPS = 64
 MAX_GAP_S = 24 * 3600.0
 
 

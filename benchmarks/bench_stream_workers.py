@@ -1,0 +1,164 @@
+"""Measurements that `anyppg bench` runs each in a fresh process (so each gets its own thread
+setting and its own peak RSS): per-window latency of one model, and the streaming runtime's
+real-time factor at one sensor rate.
+
+    python -m benchmarks.bench_stream_workers latency --kind int8 --backend xnnpack --threads 1 \
+        --model EXPORT --windows W.npy --result R.json
+    python -m benchmarks.bench_stream_workers stream --model EXPORT --fs 64 --seconds 600 \
+        --windows W.npy --result R.json
+
+Latency is the wall time of one window's inference, batch 1: for the int8 file quantising the
+input, set_tensor, invoke and reading every output; for PyTorch a no-grad forward of (1, 1, L).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def rss_mb() -> float:
+    """Current resident set size (MB) from /proc (Linux), else the peak."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _torch_model(kind: str, src: str | None, threads: int):
+    import torch
+    torch.set_num_threads(threads)
+    if kind == "torch-student":
+        from training.checkpoint import build_student, load_checkpoint
+        ck, path = load_checkpoint(src)
+        key = "float_model" if "float_model" in ck else "model"
+        return build_student(ck, path, state_key=key).model
+    if kind == "torch-teacher":
+        from edge_runtime.spec import SignalSpec
+        from training.teacher import load_teacher
+        return load_teacher(src, "", "", SignalSpec()).entry.model
+    if kind == "torch-anyppg-net1d":
+        from training.models import build_model
+        m = build_model("anyppg-net1d").model      # random weights: time does not depend on them
+        return m.eval()
+    raise ValueError(f"unknown kind {kind}")
+
+
+def time_int8(model_src: str, backend: str, threads: int, windows: np.ndarray, repeats: int):
+    from edge_runtime.model import EdgeModel
+    m = EdgeModel.load(model_src, backend=backend, threads=threads, warmup=10)
+    times = []
+    for _ in range(repeats):
+        for w in windows:
+            t = time.perf_counter_ns()
+            m.invoke_raw(w)
+            times.append(time.perf_counter_ns() - t)
+    return np.asarray(times) / 1e3, {"bytes": len(m.data)}
+
+
+def time_torch(kind: str, src: str | None, threads: int, windows: np.ndarray, repeats: int):
+    import torch
+    model = _torch_model(kind, src, threads).eval()
+    x = torch.from_numpy(np.ascontiguousarray(windows, np.float32)).unsqueeze(1)
+    params = sum(p.numel() for p in model.parameters())
+    times = []
+    with torch.inference_mode():
+        for i in range(min(10, len(x))):
+            model(x[i:i + 1])
+        for _ in range(repeats):
+            for i in range(len(x)):
+                t = time.perf_counter_ns()
+                model(x[i:i + 1])
+                times.append(time.perf_counter_ns() - t)
+    return np.asarray(times) / 1e3, {"params": int(params)}
+
+
+def latency(a) -> dict:
+    windows = np.load(a.windows)
+    base = rss_mb()
+    if a.kind == "int8":
+        us, extra = time_int8(a.model, a.backend, a.threads, windows, a.repeats)
+    else:
+        us, extra = time_torch(a.kind, a.model, a.threads, windows, a.repeats)
+    return {"kind": a.kind, "backend": a.backend, "threads": a.threads, "n": int(len(us)),
+            "p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
+            "mean_us": float(us.mean()), "throughput_per_s": float(1e6 / us.mean()),
+            "rss_after_imports_mb": base, "peak_rss_mb": peak_rss_mb(), "samples_us": us.tolist(),
+            **extra}
+
+
+def sensor_signal(windows: np.ndarray, fs: float, seconds: float) -> np.ndarray:
+    """A continuous PPG-like record at `fs`: store windows end to end, resampled from 125 Hz."""
+    from scipy import signal as sps
+
+    from edge_runtime.resample import resample_ratio
+    need = int(np.ceil(seconds / 10.0))
+    x = np.concatenate([windows[i % len(windows)] for i in range(need)]).astype(np.float64)
+    if fs != 125.0:
+        x = sps.resample_poly(x, *resample_ratio(125.0, fs))
+    return x[: int(seconds * fs)]
+
+
+def stream(a) -> dict:
+    """Real-time factor of PPGStream (timebase, resampling, windows, preprocessing, quality
+    flags, quantisation, inference, readout) on 1-s chunks; every window is inferred."""
+    from edge_runtime.model import EdgeModel
+    from edge_runtime.stream import PPGStream
+    windows = np.load(a.windows)
+    x = sensor_signal(windows, a.fs, a.seconds)
+    model = EdgeModel.load(a.model, backend=a.backend, threads=1, warmup=10)
+    step = max(1, int(round(a.chunk_s * a.fs)))
+    best, n_win = None, 0
+    for _ in range(a.repeats):
+        s = PPGStream(model, a.fs, infer_flagged=True)
+        t = time.perf_counter()
+        res = []
+        for i in range(0, len(x), step):
+            res += s.push(x[i:i + step])
+        dt = time.perf_counter() - t
+        best, n_win = (dt if best is None else min(best, dt)), len(res)
+    # the same stream without inference: what preprocessing alone costs
+    s = PPGStream(None, a.fs)
+    t = time.perf_counter()
+    for i in range(0, len(x), step):
+        s.push(x[i:i + step])
+    pre = time.perf_counter() - t
+    return {"fs": a.fs, "seconds": len(x) / a.fs, "chunk_s": a.chunk_s, "windows": n_win,
+            "wall_s": best, "real_time_factor": (len(x) / a.fs) / best,
+            "per_window_us": best / max(n_win, 1) * 1e6,
+            "real_time_factor_without_inference": (len(x) / a.fs) / pre,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="bench_stream_workers")
+    p.add_argument("what", choices=("latency", "stream"))
+    p.add_argument("--kind", default="int8")
+    p.add_argument("--backend", default="xnnpack")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--model")
+    p.add_argument("--windows", required=True)
+    p.add_argument("--result", required=True)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--fs", type=float, default=125.0)
+    p.add_argument("--seconds", type=float, default=600.0)
+    p.add_argument("--chunk-s", type=float, default=1.0)
+    a = p.parse_args(argv)
+    res = latency(a) if a.what == "latency" else stream(a)
+    Path(a.result).write_text(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
