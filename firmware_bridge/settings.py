@@ -114,7 +114,7 @@ def dsp_constants(spec: SignalSpec, sensor_fs: float) -> DspConstants:
     ring = win + hop
     span_in = ring * down // up + 2 * taps.shape[1] + 8
     runs_max = span_in // flat_run_in + 4
-    hist = 1 << max(2, (taps.shape[1] + 3 - 1).bit_length())
+    hist = 1 << max(2, (max(taps.shape[1] + 3, half // up + 4) - 1).bit_length())
     q29, dc29, bits = fixed_point_bandpass(sos)
     return DspConstants(float(sensor_fs), float(spec.ppg_fs), win, hop, up, down, half, taps, sos,
                         q29, dc29, bits, padlen, flat_run_in, flat_count_min,

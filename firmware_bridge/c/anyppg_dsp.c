@@ -17,8 +17,9 @@
 #define ANYPPG_RUN_OPEN INT64_MAX
 #define ANYPPG_HIST_MASK ((uint32_t)ANYPPG_RS_HIST - 1u)
 
-#if (ANYPPG_RS_HIST & (ANYPPG_RS_HIST - 1)) != 0 || ANYPPG_RS_HIST < ANYPPG_RS_TAPS + 3
-#error "ANYPPG_RS_HIST must be a power of two of at least ANYPPG_RS_TAPS + 3"
+#if (ANYPPG_RS_HIST & (ANYPPG_RS_HIST - 1)) != 0 || ANYPPG_RS_HIST < ANYPPG_RS_TAPS + 3 || \
+    ANYPPG_RS_HIST < ANYPPG_RS_HALF / ANYPPG_RS_UP + 4
+#error "ANYPPG_RS_HIST must be a power of two covering the taps and the missing-sample check"
 #endif
 
 static uint32_t hist_slot(int64_t i)
@@ -107,18 +108,20 @@ static void ring_append(anyppg_dsp_t *s, float v, uint8_t miss)
 static void rs_emit(anyppg_dsp_t *s)
 {
     while (s->next_b < s->n_avail && !(s->finished && s->n_out >= s->total_out)) {
+        /* hist holds every input twice (slot and slot + HIST): x[b - j] is base[-j] */
+        uint32_t slot = hist_slot(s->next_b) + ANYPPG_RS_HIST;
+        const float *base = &s->hist[slot];
         const float *h = &anyppg_rs_taps[s->next_p * ANYPPG_RS_TAPS];
         float acc = 0.0f;
         for (uint32_t j = 0; j < ANYPPG_RS_TAPS; j++) {
-            acc = acc + h[j] * s->hist[hist_slot(s->next_b - (int64_t)j)];
+            acc = acc + h[j] * base[-(int32_t)j];
         }
         acc = acc + s->offset * anyppg_rs_gain_m1[s->next_p];
-        /* missing: an input within one input period of the output time */
-        int64_t lo = s->next_q - 1 + (s->next_r > 0u ? 1 : 0);
-        uint8_t miss = 0;
-        for (int64_t i = lo; i <= s->next_q + 1; i++) {
-            miss |= s->hist_miss[hist_slot(i)];
-        }
+        /* missing: an input within one input period of the output time, i.e. x[i] for
+         * i = q - 1 + (r > 0) .. q + 1, which lie d + 2 - (r > 0) .. d back from b */
+        int32_t d = (int32_t)(s->next_b - (s->next_q + 1));
+        const uint8_t *mb = &s->hist_miss[slot - (uint32_t)d];
+        uint8_t miss = mb[0] | mb[-1] | (s->next_r > 0u ? 0u : mb[-2]);
         ring_append(s, acc, miss);
         s->next_p += ANYPPG_RS_DOWN;
         s->next_b += s->next_p / ANYPPG_RS_UP;
@@ -131,8 +134,9 @@ static void rs_emit(anyppg_dsp_t *s)
 
 static void rs_store(anyppg_dsp_t *s, float rel, uint8_t miss)
 {
-    s->hist[hist_slot(s->n_avail)] = rel;
-    s->hist_miss[hist_slot(s->n_avail)] = miss;
+    uint32_t slot = hist_slot(s->n_avail);
+    s->hist[slot] = s->hist[slot + ANYPPG_RS_HIST] = rel;
+    s->hist_miss[slot] = s->hist_miss[slot + ANYPPG_RS_HIST] = miss;
     s->n_avail++;
 }
 
@@ -147,7 +151,7 @@ static void push_one(anyppg_dsp_t *s, float v)
     if (s->n_in == 0) {
         /* history x[i < 0] = x[0]; the identity keeps samples as they are */
         s->offset = ANYPPG_RS_IDENTITY ? 0.0f : clean;
-        for (uint32_t k = 0; k < ANYPPG_RS_HIST; k++) {
+        for (uint32_t k = 0; k < 2u * ANYPPG_RS_HIST; k++) {
             s->hist[k] = clean - s->offset;
             s->hist_miss[k] = miss;
         }
@@ -249,42 +253,52 @@ static int64_t flat_count(const anyppg_dsp_t *s, int64_t start, int64_t n, int t
 /* scipy.signal.sosfilt over x[], in place, forwards (dir = 1) or backwards (dir = -1),
  * from the steady state of a constant input equal to the first sample (what sosfilt_zi
  * scaled by that sample gives). Fixed point: Q29 coefficients, 64-bit sums, direct form I
- * with second-order error feedback. float32 is not enough here: the 0.5 Hz high-pass has
+ * with first-order error feedback. float32 is not enough here: the 0.5 Hz high-pass has
  * poles within 0.012 of z = 1, where float32 coefficients and states move the output by
  * ~1e-4 of its range; these integers stay within ~1e-6 of scipy's float64 and give the
- * same bits on every target. |x| < 2^ANYPPG_BP_INPUT_BITS keeps every sum in 63 bits. */
+ * same bits on every target. |x| < 2^ANYPPG_BP_INPUT_BITS keeps every sum in 63 bits.
+ * One section at a time over the whole window, so its state lives in registers. */
 static void sosfilt_inplace(int32_t *x, int32_t n, int dir)
 {
-    int32_t xs[ANYPPG_BP_SECTIONS][2], ys[ANYPPG_BP_SECTIONS][2];
-    int64_t e1[ANYPPG_BP_SECTIONS], e2[ANYPPG_BP_SECTIONS];
-    int32_t i = dir > 0 ? 0 : n - 1;
-    int32_t u = x[i];
+    const int64_t one = (int64_t)1 << 29;
+    int32_t first = x[dir > 0 ? 0 : n - 1];
     for (int sct = 0; sct < ANYPPG_BP_SECTIONS; sct++) {
-        xs[sct][0] = xs[sct][1] = u;
-        u = (int32_t)(((int64_t)anyppg_bp_dc_q29[sct] * u) / ((int64_t)1 << 29));
-        ys[sct][0] = ys[sct][1] = u;
-        e1[sct] = e2[sct] = 0;
-    }
-    for (int32_t k = 0; k < n; k++, i += dir) {
-        int32_t v = x[i];
-        for (int sct = 0; sct < ANYPPG_BP_SECTIONS; sct++) {
-            const int32_t *c = anyppg_bp_q29[sct]; /* b0 b1 b2 a1 a2 */
-            int64_t acc = (int64_t)c[0] * v + (int64_t)c[1] * xs[sct][0] +
-                          (int64_t)c[2] * xs[sct][1] - (int64_t)c[3] * ys[sct][0] -
-                          (int64_t)c[4] * ys[sct][1] + 2 * e1[sct] - e2[sct];
-            /* floor(acc / 2^29) without shifting a negative number */
-            int64_t y = acc >= 0 ? acc / ((int64_t)1 << 29)
-                                 : -((-acc + ((int64_t)1 << 29) - 1) / ((int64_t)1 << 29));
-            e2[sct] = e1[sct];
-            e1[sct] = acc - y * ((int64_t)1 << 29);
-            xs[sct][1] = xs[sct][0];
-            xs[sct][0] = v;
-            ys[sct][1] = ys[sct][0];
-            ys[sct][0] = (int32_t)y;
-            v = (int32_t)y;
+        const int32_t b0 = anyppg_bp_q29[sct][0], b1 = anyppg_bp_q29[sct][1];
+        /* -a1, -a2: every term is then a multiply-accumulate (SMLAL on the M4) */
+        const int32_t b2 = anyppg_bp_q29[sct][2], na1 = -anyppg_bp_q29[sct][3];
+        const int32_t na2 = -anyppg_bp_q29[sct][4];
+        int32_t x1 = first, x2 = first;
+        first = (int32_t)(((int64_t)anyppg_bp_dc_q29[sct] * first) / one);
+        int32_t y1 = first, y2 = first;
+        int64_t err = 0;
+        int32_t *p = dir > 0 ? x : x + n - 1;
+        for (int32_t k = 0; k < n; k++, p += dir) {
+            int32_t v = *p;
+            int64_t acc = err;
+            acc += (int64_t)b0 * v;
+            acc += (int64_t)b1 * x1;
+            acc += (int64_t)b2 * x2;
+            acc += (int64_t)na1 * y1;
+            acc += (int64_t)na2 * y2;
+            /* floor(acc / 2^29); gcc and clang shift signed integers arithmetically */
+            int32_t y = (int32_t)(acc >> 29);
+            err = (int64_t)((uint64_t)acc & (uint64_t)(one - 1));
+            x2 = x1;
+            x1 = v;
+            y2 = y1;
+            y1 = y;
+            *p = y;
         }
-        x[i] = v;
     }
+}
+
+/* round half away from zero (TFLite's rounding, C's roundf) for |v| < 2^31, inline: the
+ * library call costs more than the rest of the quantisation on a Cortex-M4 */
+static int32_t round_half_away(float v)
+{
+    int32_t t = (int32_t)v; /* toward zero */
+    float frac = v - (float)t; /* exact */
+    return t + (frac >= 0.5f ? 1 : 0) - (frac <= -0.5f ? 1 : 0);
 }
 
 static float mean_of(const float *x, int32_t n)
@@ -359,8 +373,7 @@ static uint8_t model_input(anyppg_dsp_t *s, float mean, anyppg_dsp_window_t *w)
     float to_int = ldexpf(1.0f, ANYPPG_BP_INPUT_BITS - exponent);
     int finite = isfinite(peak) && isfinite(to_int);
     for (int32_t i = 0; i < N; i++) { /* in place: each float read before its int is written */
-        float v = finite ? roundf(e[i] * to_int) : 0.0f;
-        s->ext.i[i] = (int32_t)v;
+        s->ext.i[i] = finite ? round_half_away(e[i] * to_int) : 0;
     }
     sosfilt_inplace(s->ext.i, N, 1);
     sosfilt_inplace(s->ext.i, N, -1);
@@ -388,9 +401,9 @@ static uint8_t model_input(anyppg_dsp_t *s, float mean, anyppg_dsp_window_t *w)
     }
     for (int32_t i = 0; i < L; i++) {
         /* TFLite: round half away from zero of x / scale, plus the zero point, saturated */
-        float r = roundf(w->z[i] / ANYPPG_INPUT_PPG_SCALE);
-        r = r < -512.0f ? -512.0f : (r > 512.0f ? 512.0f : r);
-        int32_t q = (int32_t)r + ANYPPG_INPUT_PPG_ZERO_POINT;
+        float v = w->z[i] / ANYPPG_INPUT_PPG_SCALE;
+        v = v < -512.0f ? -512.0f : (v > 512.0f ? 512.0f : v);
+        int32_t q = round_half_away(v) + ANYPPG_INPUT_PPG_ZERO_POINT;
         w->q[i] = (int8_t)(q < -128 ? -128 : (q > 127 ? 127 : q));
     }
     return flags;

@@ -73,8 +73,8 @@ typedef struct {
     uint32_t magic;
     int finished;
     /* resampler (edge_runtime/resample.py): cleaned inputs relative to `offset` */
-    float hist[ANYPPG_RS_HIST];
-    uint8_t hist_miss[ANYPPG_RS_HIST];
+    float hist[2 * ANYPPG_RS_HIST];       /* each input twice, so the taps read forwards */
+    uint8_t hist_miss[2 * ANYPPG_RS_HIST];
     float offset;        /* first cleaned sample: keeps float32 precise on large DC levels */
     float last_finite;
     float held;          /* last cleaned sample (relative), held after finish */

@@ -1,0 +1,216 @@
+"""anyppg firmware: the C bundle a watch build takes in, generated from an export.
+
+    anyppg firmware --from runs/<x>/export --out DIR [--sensor-fs 64] [--overwrite]
+
+DIR/
+    README.md                    how to build it in, flash and RAM, the streaming API
+    src/anyppg_dsp.{c,h}         the preprocessing (float32, fixed memory, no malloc)
+    src/anyppg_dsp_tables.c      resampler taps and band-pass coefficients for --sensor-fs
+    src/anyppg_model_settings.h  rates, window, hop, thresholds, input/output quantisation
+    src/anyppg_model_data.{c,h}  the .tflite as an aligned const array (for TFLite Micro)
+    src/anyppg_model.{c,h} ...   the generated int8 inference (firmware_bridge.codegen)
+    examples/anyppg_example.c    a complete loop: samples -> windows -> model -> numbers
+    examples/tflm_main.cc        the same with TensorFlow Lite Micro (documented, not built)
+    golden/                      golden vectors of a synthetic recording (firmware_bridge/golden.py)
+    model_int8.tflite/.json      the model and its sidecar, as exported
+    manifest.json                inputs with sha256, config, sizes
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import string
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from anyppg.runs import atomic_dir, write_manifest
+from anyppg.stage import run_stage, stage_config, stage_parser
+from edge_runtime.contract import sidecar_inputs
+from edge_runtime.spec import SignalSpec
+
+from . import golden, qemu
+from .model_data import model_data_files
+from .settings import dsp_constants, dsp_tables_c, settings_header
+
+C_DIR = Path(__file__).resolve().parent / "c"
+DSP_FILES = ("anyppg_dsp.c", "anyppg_dsp.h")
+EXAMPLES = ("anyppg_example.c", "tflm_main.cc")
+README_TEMPLATE = Path(__file__).resolve().parent / "bundle_readme.md"
+CFLAGS = ("-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off")
+
+
+@dataclass
+class FirmwareConfig:
+    sensor_fs: float = 0.0          # the watch's PPG rate in Hz; 0 = the model's own rate
+    golden_seconds: float = 30.0    # length of the bundled synthetic golden recording
+    golden_seed: int = 0
+    golden_subject: int = 0
+    measure_size: bool = True       # build for the Cortex-M4F and report text/data/bss
+    board: str = "mps2-an386"
+
+
+class BundleError(ValueError):
+    """A one-line reason the bundle cannot be made."""
+
+
+def find_export(src: Path) -> tuple[Path, Path]:
+    """(model_int8.tflite, its sidecar) in an export folder or a run folder holding export/."""
+    for d in (src, src / "export"):
+        tfl, side = d / "model_int8.tflite", d / "model_int8.json"
+        if tfl.is_file() and side.is_file():
+            return tfl, side
+    raise BundleError(f"{src}: no model_int8.tflite with its model_int8.json sidecar "
+                      "(pass an `anyppg export` output folder)")
+
+
+def read_export(src: Path) -> tuple[bytes, dict, Path, Path]:
+    tfl, side = find_export(src)
+    model = tfl.read_bytes()
+    try:
+        sidecar = json.loads(side.read_text())
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{side}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    want = sidecar.get("sha256")
+    if want and want != hashlib.sha256(model).hexdigest():
+        raise BundleError(f"{side}: sha256 does not match {tfl.name} (sidecar of another file?)")
+    if "spec" not in sidecar:
+        raise BundleError(f"{side}: no signal spec in the sidecar")
+    names = [e.get("name") for e in sidecar_inputs(sidecar)]
+    if "ppg" not in names:
+        raise BundleError(f"{side}: the model has no 'ppg' input (inputs: {names})")
+    return model, sidecar, tfl, side
+
+
+def generate_inference(model: bytes, sidecar: dict, out: Path) -> dict:
+    """The codegen stage's C inference (imported here so a bundle-only import stays light)."""
+    from firmware_bridge.codegen import generate_inference as gen
+    try:
+        return gen(model, sidecar, out)
+    except Exception as e:  # its CodegenError and anything else: one line, no half bundle
+        msg = str(e).strip().splitlines()
+        raise BundleError(f"generated inference: {msg[0] if msg else type(e).__name__}") from None
+
+
+def golden_stream(cfg: FirmwareConfig, fs: float):
+    """The bundled recording: one synthetic subject at the sensor's rate (deterministic)."""
+    from training.data.synthetic import generate_subject
+    rec = generate_subject(cfg.golden_subject, seed=cfg.golden_seed,
+                           duration_s=cfg.golden_seconds, ppg_fs=fs)
+    sig = rec.signals["ppg"]
+    return getattr(sig, "data", getattr(sig, "values", None))
+
+
+def object_sizes(sources: list[Path], include: list[Path], board: str) -> dict[str, dict]:
+    """text/data/bss of each source compiled alone for `board` (arm-none-eabi-gcc -O2)."""
+    b = qemu.board_of(board)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for src in sources:
+            obj = Path(tmp) / (src.stem + ".o")
+            cmd = [qemu.GCC, *b.cpu_flags, *CFLAGS, "-ffunction-sections", "-fdata-sections",
+                   *(f"-I{d}" for d in include), "-c", str(src), "-o", str(obj)]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise BundleError(f"{src.name} does not build for {board}: "
+                                  f"{(res.stderr.strip().splitlines() or ['?'])[0]}")
+            out[src.name] = qemu.elf_size(obj)
+    return out
+
+
+def measure(bundle: Path, board: str) -> dict:
+    """Flash/RAM of the bundle's parts and of the linked example for the Cortex-M4F."""
+    src = bundle / "src"
+    objs = object_sizes(sorted(src.glob("*.c")), [src], board)
+
+    def total(names):
+        return {k: sum(objs[n][k] for n in names if n in objs) for k in ("text", "data", "bss")}
+    parts = {"preprocessing": total(["anyppg_dsp.c", "anyppg_dsp_tables.c"]),
+             "inference": total([n for n in objs if n.startswith("anyppg_model.") or
+                                 n.startswith("anyppg_nn")]),
+             "model_array_for_tflm": total(["anyppg_model_data.c"])}
+    with tempfile.TemporaryDirectory() as tmp:
+        sources = [p for p in sorted(src.glob("*.c")) if p.name != "anyppg_model_data.c"]
+        elf = qemu.build_elf([*sources, bundle / "examples" / "anyppg_example.c"],
+                             Path(tmp) / "example.elf", board, include_dirs=[src],
+                             cflags=["-Werror", "-ffp-contract=off"])
+        linked = qemu.elf_size(elf)
+    return {"board": board, "objects": objs, "parts": parts, "example_elf": linked}
+
+
+def _size_table(sizes: dict | None) -> str:
+    if not sizes:
+        return ("Not measured here (arm-none-eabi-gcc absent). Run `anyppg firmware` where it is "
+                "installed, or `arm-none-eabi-size` on your objects.")
+    rows = ["| part | text (flash) | data (flash + RAM) | bss (RAM) |", "|---|---:|---:|---:|"]
+    for name, s in sizes["parts"].items():
+        rows.append(f"| {name} | {s['text']} | {s['data']} | {s['bss']} |")
+    e = sizes["example_elf"]
+    rows.append(f"| example firmware (all of src/ but the TFLM array, + newlib printf) | "
+                f"{e['text']} | {e['data']} | {e['bss']} |")
+    return (f"Measured with arm-none-eabi-gcc -O2 for {sizes['board']} (Cortex-M4F, hard float), "
+            "bytes:\n\n" + "\n".join(rows))
+
+
+def write_bundle(tmp: Path, model: bytes, sidecar: dict, cfg: FirmwareConfig, fs: float) -> dict:
+    src = tmp / "src"
+    src.mkdir()
+    for name in DSP_FILES:
+        shutil.copyfile(C_DIR / name, src / name)
+    (src / "anyppg_model_settings.h").write_text(settings_header(sidecar, fs))
+    (src / "anyppg_dsp_tables.c").write_text(dsp_tables_c(sidecar, fs))
+    for name, text in model_data_files(model).items():
+        (src / name).write_text(text)
+    facts = generate_inference(model, sidecar, src)
+    (tmp / "examples").mkdir()
+    for name in EXAMPLES:
+        shutil.copyfile(C_DIR / "examples" / name, tmp / "examples" / name)
+    g = golden.write_golden(tmp / "golden", golden_stream(cfg, fs), fs, sidecar, model,
+                            source=f"synthetic subject {cfg.golden_subject}, seed {cfg.golden_seed}, "
+                                   f"{cfg.golden_seconds:g} s at {fs:g} Hz")
+    return {"inference": {k: facts.get(k) for k in ("arena_bytes", "weight_bytes", "macs", "invoke")},
+            "golden_windows": g["n_windows"]}
+
+
+def make_bundle(src: Path, out: Path, cfg: FirmwareConfig, overwrite: bool = False) -> dict:
+    model, sidecar, tfl, side = read_export(Path(src))
+    spec = SignalSpec.from_dict(sidecar["spec"])
+    fs = float(cfg.sensor_fs) or float(spec.ppg_fs)
+    k = dsp_constants(spec, fs)           # refuses a rate the resampler cannot reach
+    if cfg.measure_size:
+        qemu.board_of(cfg.board)          # an unknown board fails before anything is written
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        facts = write_bundle(tmp, model, sidecar, cfg, fs)
+        shutil.copyfile(tfl, tmp / "model_int8.tflite")
+        shutil.copyfile(side, tmp / "model_int8.json")
+        sizes = measure(tmp, cfg.board) if cfg.measure_size and qemu.missing_tools() is None else None
+        readme = string.Template(README_TEMPLATE.read_text()).substitute(
+            sensor_fs=f"{fs:g}", ppg_fs=f"{spec.ppg_fs:g}", window=k.window, hop=k.hop,
+            up=k.up, down=k.down, student=sidecar.get("student", "?"),
+            sha256=sidecar.get("sha256", "?"), size_table=_size_table(sizes),
+            outputs=", ".join(f"`{o['name']}` ({o.get('unit', '')})" for o in sidecar.get("outputs", [])),
+            dsp_bytes=f"{sizes['parts']['preprocessing']['bss']}" if sizes else "see the table")
+        (tmp / "README.md").write_text(readme)
+        metrics = {"sensor_fs": fs, "sizes": sizes, **facts}
+        write_manifest(tmp, "firmware", asdict(cfg), {"model": str(tfl), "sidecar": str(side)},
+                       metrics)
+    return {"out": str(out), **metrics}
+
+
+def main(argv=None) -> int:
+    p = stage_parser("anyppg firmware", __doc__, config_stage="firmware")
+    p.add_argument("--from", dest="src", required=True, help="an `anyppg export` output folder")
+    p.add_argument("--out", required=True, help="the bundle folder to write")
+    p.add_argument("--sensor-fs", type=float, default=None, help="the watch's PPG rate in Hz")
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+
+    def body():
+        cfg = stage_config(FirmwareConfig(), "firmware", args)
+        if args.sensor_fs is not None:
+            cfg.sensor_fs = args.sensor_fs
+        return make_bundle(Path(args.src), Path(args.out), cfg, args.overwrite)
+    return run_stage("anyppg firmware", body, errors=(BundleError, qemu.QemuError, OSError),
+                     quiet=args.quiet)

@@ -1,0 +1,60 @@
+// Running the bundle's model with TensorFlow Lite Micro instead of the generated anyppg_invoke.
+// Documented, not built here (TFLM's sources are not part of this project): add this file to a
+// firmware tree that has tflite-micro (and, on Cortex-M, CMSIS-NN) and compile it with the
+// bundle's anyppg_dsp.c, anyppg_dsp_tables.c and anyppg_model_data.c.
+//
+// Arena: TFLM needs its own working memory; start from the bundle README's figure and let
+// interpreter.arena_used_bytes() tell the real need after AllocateTensors().
+#include <cstdio>
+
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+
+extern "C" {
+#include "anyppg_dsp.h"
+#include "anyppg_model_data.h"
+}
+
+namespace {
+constexpr int kArenaBytes = 64 * 1024;
+alignas(16) uint8_t arena[kArenaBytes];
+anyppg_dsp_t dsp;
+anyppg_dsp_window_t win;
+}  // namespace
+
+extern "C" size_t read_sensor(float *buf, size_t max_samples);  // your PPG driver
+
+int main() {
+  const tflite::Model *model = tflite::GetModel(anyppg_model_data);
+  // The int8 ops an AnyPPG export uses (edge_runtime/int8_ops.py lists the allowed set).
+  static tflite::MicroMutableOpResolver<8> ops;
+  ops.AddConv2D();
+  ops.AddDepthwiseConv2D();
+  ops.AddMaxPool2D();
+  ops.AddAveragePool2D();
+  ops.AddAdd();
+  ops.AddFullyConnected();
+  ops.AddReshape();
+  ops.AddMean();
+  static tflite::MicroInterpreter interpreter(model, ops, arena, kArenaBytes);
+  if (interpreter.AllocateTensors() != kTfLiteOk) return 1;
+  TfLiteTensor *input = interpreter.input(ANYPPG_INPUT_PPG_POSITION);
+  if (anyppg_dsp_init(&dsp, ANYPPG_SENSOR_FS_HZ) != ANYPPG_DSP_OK) return 2;
+
+  float chunk[32];
+  for (;;) {
+    size_t n = read_sensor(chunk, 32);
+    anyppg_dsp_push(&dsp, chunk, n);
+    while (anyppg_dsp_poll(&dsp, &win) == 1) {
+      if (win.flags != 0) continue;  // low quality: no number for this window
+      for (int i = 0; i < ANYPPG_WINDOW_LEN; i++) input->data.int8[i] = win.q[i];
+      if (interpreter.Invoke() != kTfLiteOk) return 3;
+#ifdef ANYPPG_OUTPUT_HR_POSITION
+      const TfLiteTensor *hr = interpreter.output(ANYPPG_OUTPUT_HR_POSITION);
+      float bpm = ANYPPG_OUTPUT_HR_SCALE * (hr->data.int8[0] - ANYPPG_OUTPUT_HR_ZERO_POINT);
+      printf("hr %.1f bpm\n", static_cast<double>(bpm));
+#endif
+    }
+  }
+}
