@@ -57,7 +57,7 @@ def _emit_conv(i: int, l: Layer, consts: list[str]) -> str:
     pool_fields = (f", .pool_kind = {kinds[pool['kind']]}, .pool_act_min = {pool['act_min']}, "
                    f".pool_act_max = {pool['act_max']}, .pool_k = {pool['k']}, "
                    f".pool_stride = {pool['stride']}, .pool_pad = {pool['pad']}, "
-                   f".pool_out_len = {pool['out_len']}") if pool else ""
+                   f".pool_out_len = {pool['out_len']}, .pool_max_raw = {int(max(p['shift']) <= 0)}") if pool else ""
     consts.append(
         f"static const anyppg_conv_params c{i} = {{ .w = w{i}, .bias = b{i}, .mult = m{i}, .shift = s{i},\n"
         f"    .in_len = {p['in_len']}, .in_ch = {p['in_ch']}, .out_len = {p['out_len']}, "

@@ -55,11 +55,11 @@ def fuse(low: Lowered, enable: bool = True) -> list[Layer]:
 
 
 def scratch_bytes(l: Layer) -> int:
-    """Per-call scratch of a fused conv: pooled sums (int32) + one window of conv rows."""
-    pool = l.p.get("pool")
-    if l.kind not in ("conv", "dwconv") or pool is None:
+    """Per-call scratch of a conv: int32 accumulator rows (two pixels, or one pooling window)."""
+    if l.kind not in ("conv", "dwconv"):
         return 0
-    return 4 * l.p["out_ch"] + pool["k"] * l.p["out_ch"]
+    pool = l.p.get("pool")
+    return 4 * l.p["out_ch"] * max(2, pool["k"] if pool else 2)
 
 
 @dataclass

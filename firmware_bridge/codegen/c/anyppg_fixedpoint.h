@@ -17,9 +17,9 @@ static inline int32_t anyppg_fx_sub(int32_t a, int32_t b) { return (int32_t)((ui
 static inline int32_t anyppg_srdhm(int32_t a, int32_t b)
 {
     if (a == b && a == INT32_MIN) return INT32_MAX;
-    int64_t ab = (int64_t)a * (int64_t)b;
-    int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    /* gemmlowp adds 2^30 (or 1 - 2^30 when negative) and truncates toward zero; both cases
+     * equal floor((a*b + 2^30) / 2^31): one multiply, one add, one shift on Cortex-M */
+    return (int32_t)(((int64_t)a * (int64_t)b + (1 << 30)) >> 31);
 }
 
 /* x / 2^e rounded half away from zero (0 <= e <= 31). */

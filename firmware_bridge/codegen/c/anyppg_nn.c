@@ -9,6 +9,13 @@
 #if defined(__ARM_FEATURE_DSP) && !defined(ANYPPG_NN_PORTABLE)
 #include <arm_acle.h>
 #define ANYPPG_NN_DSP 1
+/* SXTB16 of bytes 1 and 3 (SXTB16 with its built-in ROR #8: one instruction) */
+static inline uint32_t sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
 #endif
 
 static inline uint32_t rd32(const int8_t *p)
@@ -36,7 +43,7 @@ static inline int32_t dot(const int8_t *a, const int8_t *b, int n, int32_t acc)
         const uint32_t x = rd32(a), y = rd32(b);
         /* bytes 0,2 and 1,3 as 16-bit pairs: the pairing is the same on both sides */
         acc = __smlad(__sxtb16(x), __sxtb16(y), acc);
-        acc = __smlad(__sxtb16(__ror(x, 8)), __sxtb16(__ror(y, 8)), acc);
+        acc = __smlad(sxtb16_ror8(x), sxtb16_ror8(y), acc);
     }
 #endif
     for (int i = 0; i < n; ++i) acc += a[i] * b[i];
@@ -52,10 +59,10 @@ static inline void dot2x2(const int8_t *a0, const int8_t *a1, const int8_t *b0, 
 #ifdef ANYPPG_NN_DSP
     for (int i = 0; i < n; i += 4) {
         const uint32_t x0 = rd32(a0 + i), x1 = rd32(a1 + i), y0 = rd32(b0 + i), y1 = rd32(b1 + i);
-        const uint32_t x0e = __sxtb16(x0), x0o = __sxtb16(__ror(x0, 8));
-        const uint32_t x1e = __sxtb16(x1), x1o = __sxtb16(__ror(x1, 8));
-        const uint32_t y0e = __sxtb16(y0), y0o = __sxtb16(__ror(y0, 8));
-        const uint32_t y1e = __sxtb16(y1), y1o = __sxtb16(__ror(y1, 8));
+        const uint32_t x0e = __sxtb16(x0), x0o = sxtb16_ror8(x0);
+        const uint32_t x1e = __sxtb16(x1), x1o = sxtb16_ror8(x1);
+        const uint32_t y0e = __sxtb16(y0), y0o = sxtb16_ror8(y0);
+        const uint32_t y1e = __sxtb16(y1), y1o = sxtb16_ror8(y1);
         s00 = __smlad(x0e, y0e, s00); s00 = __smlad(x0o, y0o, s00);
         s01 = __smlad(x0e, y1e, s01); s01 = __smlad(x0o, y1o, s01);
         s10 = __smlad(x1e, y0e, s10); s10 = __smlad(x1o, y0o, s10);
@@ -71,6 +78,11 @@ static inline void dot2x2(const int8_t *a0, const int8_t *a1, const int8_t *b0, 
 }
 
 /* ------------------------------------------------------------------------------ CONV_2D */
+/* Kernels produce int32 accumulators (bias included) for a range of output pixels; the driver
+ * requantises them, or, for a fused max pool whose requantisation is monotonic (no left
+ * shift), takes the max of the accumulators first and requantises once per pooled value:
+ * max and a non-decreasing requantise-and-clamp commute, so the bytes are TFLite's. */
+
 /* An output pixel whose window lies inside the input, contiguous, with kc4 bytes readable. */
 static inline int conv_interior(const anyppg_conv_params *p, int o)
 {
@@ -79,65 +91,64 @@ static inline int conv_interior(const anyppg_conv_params *p, int o)
            s * p->in_ch + p->kc4 <= p->in_len * p->in_ch;
 }
 
-static void conv_pixel(const anyppg_conv_params *p, const int8_t *in, int o, int8_t *row)
+static void conv_acc1(const anyppg_conv_params *p, const int8_t *in, int o, int32_t *acc)
 {
     const int s = o * p->stride - p->pad;
     if (conv_interior(p, o)) {
         const int8_t *win = in + s * p->in_ch;
-        for (int c = 0; c < p->out_ch; ++c)
-            row[c] = conv_out(p, dot(win, p->w + c * p->kc4, p->kc4, p->bias[c]), c);
+        for (int c = 0; c < p->out_ch; ++c) acc[c] = dot(win, p->w + c * p->kc4, p->kc4, p->bias[c]);
         return;
     }
     for (int c = 0; c < p->out_ch; ++c) {
-        int32_t acc = p->bias[c];
+        int32_t a = p->bias[c];
         for (int t = 0; t < p->k; ++t) {
             const int pos = s + t * p->dil;
             const int8_t *wr = p->w + c * p->kc4 + t * p->in_ch;
             if (pos < 0 || pos >= p->in_len) {
-                for (int i = 0; i < p->in_ch; ++i) acc -= p->in_off * wr[i];   /* padding: no term */
+                for (int i = 0; i < p->in_ch; ++i) a -= p->in_off * wr[i];   /* padding: no term */
             } else {
-                acc = dot(in + pos * p->in_ch, wr, p->in_ch, acc);
+                a = dot(in + pos * p->in_ch, wr, p->in_ch, a);
             }
         }
-        row[c] = conv_out(p, acc, c);
+        acc[c] = a;
     }
 }
 
 /* Two interior pixels o, o + 1 at once, channels in pairs. */
-static void conv_pixel2(const anyppg_conv_params *p, const int8_t *in, int o, int8_t *row0, int8_t *row1)
+static void conv_acc2(const anyppg_conv_params *p, const int8_t *in, int o, int32_t *acc0, int32_t *acc1)
 {
     const int8_t *win0 = in + (o * p->stride - p->pad) * p->in_ch;
     const int8_t *win1 = win0 + p->stride * p->in_ch;
     int c = 0;
     for (; c + 1 < p->out_ch; c += 2) {
-        int32_t acc[4] = {p->bias[c], p->bias[c + 1], p->bias[c], p->bias[c + 1]};
-        dot2x2(win0, win1, p->w + c * p->kc4, p->w + (c + 1) * p->kc4, p->kc4, acc);
-        row0[c] = conv_out(p, acc[0], c); row0[c + 1] = conv_out(p, acc[1], c + 1);
-        row1[c] = conv_out(p, acc[2], c); row1[c + 1] = conv_out(p, acc[3], c + 1);
+        int32_t a[4] = {p->bias[c], p->bias[c + 1], p->bias[c], p->bias[c + 1]};
+        dot2x2(win0, win1, p->w + c * p->kc4, p->w + (c + 1) * p->kc4, p->kc4, a);
+        acc0[c] = a[0]; acc0[c + 1] = a[1]; acc1[c] = a[2]; acc1[c + 1] = a[3];
     }
     for (; c < p->out_ch; ++c) {
-        row0[c] = conv_out(p, dot(win0, p->w + c * p->kc4, p->kc4, p->bias[c]), c);
-        row1[c] = conv_out(p, dot(win1, p->w + c * p->kc4, p->kc4, p->bias[c]), c);
+        acc0[c] = dot(win0, p->w + c * p->kc4, p->kc4, p->bias[c]);
+        acc1[c] = dot(win1, p->w + c * p->kc4, p->kc4, p->bias[c]);
     }
 }
 
-static void conv_range(const anyppg_conv_params *p, const int8_t *in, int o0, int o1, int8_t *out)
+/* Accumulators of pixels [o0, o1) into acc[(o - o0) * out_ch + c]. */
+static void conv_accs(const anyppg_conv_params *p, const int8_t *in, int o0, int o1, int32_t *acc)
 {
     int o = o0;
     while (o < o1) {
-        int8_t *row = out + (o - o0) * p->out_ch;
+        int32_t *row = acc + (o - o0) * p->out_ch;
         if (o + 1 < o1 && conv_interior(p, o) && conv_interior(p, o + 1)) {
-            conv_pixel2(p, in, o, row, row + p->out_ch);
+            conv_acc2(p, in, o, row, row + p->out_ch);
             o += 2;
         } else {
-            conv_pixel(p, in, o, row);
+            conv_acc1(p, in, o, row);
             o += 1;
         }
     }
 }
 
 /* ---------------------------------------------------------------------- DEPTHWISE_CONV_2D */
-static void dw_pixel(const anyppg_conv_params *p, const int8_t *in, int o, int8_t *row)
+static void dw_acc1(const anyppg_conv_params *p, const int8_t *in, int o, int32_t *acc)
 {
     const int s = o * p->stride - p->pad;
     const int ch = p->out_ch;
@@ -150,88 +161,99 @@ static void dw_pixel(const anyppg_conv_params *p, const int8_t *in, int o, int8_
             const int8_t *w = p->w + c;
             for (int t = 0; t < p->k; ++t, x += ch, w += ch) {
                 const uint32_t xv = rd32(x), wv = rd32(w);
-                const uint32_t xe = __sxtb16(xv), xo = __sxtb16(__ror(xv, 8));
-                const uint32_t we = __sxtb16(wv), wo = __sxtb16(__ror(wv, 8));
+                const uint32_t xe = __sxtb16(xv), xo = sxtb16_ror8(xv);
+                const uint32_t we = __sxtb16(wv), wo = sxtb16_ror8(wv);
                 a0 = __smlabb(xe, we, a0); a2 = __smlatt(xe, we, a2);
                 a1 = __smlabb(xo, wo, a1); a3 = __smlatt(xo, wo, a3);
             }
-            row[c] = conv_out(p, a0, c); row[c + 1] = conv_out(p, a1, c + 1);
-            row[c + 2] = conv_out(p, a2, c + 2); row[c + 3] = conv_out(p, a3, c + 3);
+            acc[c] = a0; acc[c + 1] = a1; acc[c + 2] = a2; acc[c + 3] = a3;
         }
 #endif
         for (; c < ch; ++c) {
-            int32_t acc = p->bias[c];
-            for (int t = 0; t < p->k; ++t) acc += in[(s + t) * ch + c] * p->w[t * ch + c];
-            row[c] = conv_out(p, acc, c);
+            int32_t a = p->bias[c];
+            for (int t = 0; t < p->k; ++t) a += in[(s + t) * ch + c] * p->w[t * ch + c];
+            acc[c] = a;
         }
         return;
     }
     for (; c < ch; ++c) {
         const int ic = c / p->depth_mult;
-        int32_t acc = p->bias[c];
+        int32_t a = p->bias[c];
         for (int t = 0; t < p->k; ++t) {
             const int pos = s + t * p->dil;
             const int32_t w = p->w[t * ch + c];
-            acc += (pos < 0 || pos >= p->in_len) ? -p->in_off * w : in[pos * p->in_ch + ic] * w;
+            a += (pos < 0 || pos >= p->in_len) ? -p->in_off * w : in[pos * p->in_ch + ic] * w;
         }
-        row[c] = conv_out(p, acc, c);
+        acc[c] = a;
     }
 }
 
-static void dw_range(const anyppg_conv_params *p, const int8_t *in, int o0, int o1, int8_t *out)
+static void dw_accs(const anyppg_conv_params *p, const int8_t *in, int o0, int o1, int32_t *acc)
 {
-    for (int o = o0; o < o1; ++o) dw_pixel(p, in, o, out + (o - o0) * p->out_ch);
+    for (int o = o0; o < o1; ++o) dw_acc1(p, in, o, acc + (o - o0) * p->out_ch);
 }
 
 /* ------------------------------------------------------- convolution, then fused pooling */
-typedef void (*range_fn)(const anyppg_conv_params *, const int8_t *, int, int, int8_t *);
+typedef void (*accs_fn)(const anyppg_conv_params *, const int8_t *, int, int, int32_t *);
 
-/* Pooling of conv rows [s, e) (already clipped) into out_row: TFLite's MAX_POOL_2D /
- * AVERAGE_POOL_2D on the conv output, which is never stored whole. */
-static void pool_rows(const anyppg_conv_params *p, const int8_t *rows, int n, int8_t *out_row, int32_t *sum)
+static void requant_row(const anyppg_conv_params *p, const int32_t *acc, int8_t *out)
+{
+    for (int c = 0; c < p->out_ch; ++c) out[c] = conv_out(p, acc[c], c);
+}
+
+/* TFLite's MAX_POOL_2D / AVERAGE_POOL_2D over conv accumulator rows [0, n) into out_row. */
+static void pool_rows(const anyppg_conv_params *p, int32_t *acc, int n, int8_t *out_row)
 {
     const int ch = p->out_ch;
-    if (p->pool_kind == ANYPPG_POOL_MAX) {
-        for (int c = 0; c < ch; ++c) {
-            int8_t m = -128;
-            for (int r = 0; r < n; ++r) m = rows[r * ch + c] > m ? rows[r * ch + c] : m;
-            out_row[c] = clamp8(m, p->pool_act_min, p->pool_act_max);
-        }
-        return;
-    }
     for (int c = 0; c < ch; ++c) {
-        int32_t acc = 0;
-        for (int r = 0; r < n; ++r) acc += rows[r * ch + c];
-        sum[c] = acc > 0 ? (acc + n / 2) / n : (acc - n / 2) / n;
-        out_row[c] = clamp8(sum[c], p->pool_act_min, p->pool_act_max);
+        int32_t v;
+        if (p->pool_kind == ANYPPG_POOL_MAX && p->pool_max_raw) {
+            int32_t m = acc[c];
+            for (int r = 1; r < n; ++r) m = acc[r * ch + c] > m ? acc[r * ch + c] : m;
+            v = conv_out(p, m, c);
+        } else if (p->pool_kind == ANYPPG_POOL_MAX) {
+            v = -128;
+            for (int r = 0; r < n; ++r) {
+                const int32_t q = conv_out(p, acc[r * ch + c], c);
+                v = q > v ? q : v;
+            }
+        } else {
+            int32_t sum = 0;
+            for (int r = 0; r < n; ++r) sum += conv_out(p, acc[r * ch + c], c);
+            v = sum > 0 ? (sum + n / 2) / n : (sum - n / 2) / n;   /* TFLite's rounding */
+        }
+        out_row[c] = clamp8(v, p->pool_act_min, p->pool_act_max);
     }
 }
 
-static void conv_driver(const anyppg_conv_params *p, const int8_t *in, int8_t *out, void *scratch, range_fn range)
+static void conv_driver(const anyppg_conv_params *p, const int8_t *in, int8_t *out, void *scratch, accs_fn accs)
 {
+    int32_t *acc = (int32_t *)scratch;
     if (p->pool_kind == ANYPPG_POOL_NONE) {
-        range(p, in, 0, p->out_len, out);
+        for (int o = 0; o < p->out_len; o += 2) {
+            const int e = o + 2 < p->out_len ? o + 2 : p->out_len;
+            accs(p, in, o, e, acc);
+            for (int r = 0; r < e - o; ++r) requant_row(p, acc + r * p->out_ch, out + (o + r) * p->out_ch);
+        }
         return;
     }
-    int32_t *sum = (int32_t *)scratch;
-    int8_t *rows = (int8_t *)scratch + 4 * p->out_ch;
     for (int q = 0; q < p->pool_out_len; ++q) {
         int s = q * p->pool_stride - p->pool_pad, e = s + p->pool_k;
         s = s < 0 ? 0 : s;
         e = e > p->out_len ? p->out_len : e;
-        range(p, in, s, e, rows);
-        pool_rows(p, rows, e - s, out + q * p->out_ch, sum);
+        accs(p, in, s, e, acc);
+        pool_rows(p, acc, e - s, out + q * p->out_ch);
     }
 }
 
 void anyppg_conv(const anyppg_conv_params *p, const int8_t *in, int8_t *out, void *scratch)
 {
-    conv_driver(p, in, out, scratch, conv_range);
+    conv_driver(p, in, out, scratch, conv_accs);
 }
 
 void anyppg_dwconv(const anyppg_conv_params *p, const int8_t *in, int8_t *out, void *scratch)
 {
-    conv_driver(p, in, out, scratch, dw_range);
+    conv_driver(p, in, out, scratch, dw_accs);
 }
 
 /* ---------------------------------------------------------------------- FULLY_CONNECTED */

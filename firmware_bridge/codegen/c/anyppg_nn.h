@@ -27,6 +27,7 @@ typedef struct {
     int8_t act_min, act_max;
     /* pooling fused after the convolution (non-overlapping windows): output is the pool's */
     int8_t pool_kind, pool_act_min, pool_act_max;
+    int8_t pool_max_raw;    /* 1: every shift <= 0, so max of accumulators, then requantise */
     int16_t pool_k, pool_stride, pool_pad, pool_out_len;
 } anyppg_conv_params;
 
@@ -59,8 +60,7 @@ typedef struct {
     int32_t rows, depth, mult, left_shift, diff_min;
 } anyppg_softmax_params;
 
-/* scratch: anyppg_conv_scratch_bytes(p) bytes, 4-byte aligned (fused pooling only). */
-int anyppg_conv_scratch_bytes(int out_ch, int pool_kind);
+/* scratch: 4 * out_ch * max(2, pool_k) bytes, 4-byte aligned (int32 accumulator rows). */
 void anyppg_conv(const anyppg_conv_params *p, const int8_t *in, int8_t *out, void *scratch);
 void anyppg_dwconv(const anyppg_conv_params *p, const int8_t *in, int8_t *out, void *scratch);
 void anyppg_fc(const anyppg_fc_params *p, const int8_t *in, int8_t *out);
