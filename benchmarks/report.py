@@ -157,27 +157,35 @@ def _cost_rows(f: Facts) -> list[tuple[str, list[str]]]:
         ("weights / file size", [miss(0, _kb(4 * te["params"]) + " fp32" if te.get("params") else NOT_MEASURED),
                                  miss(1, _kb(st.get("file_bytes")) + " fp32" if st.get("file_bytes") else NOT_MEASURED),
                                  miss(2, _kb(ex.get("file_bytes")) + " .tflite" if ex.get("file_bytes") else NOT_MEASURED),
-                                 miss(3, _kb(fw["weights"][0]) + " weights" if fw.get("weights") else NOT_MEASURED),
+                                 miss(3, _kb(fw["weights"]) + " weights" if fw.get("weights") else NOT_MEASURED),
                                  miss(4, NA)]),
-        ("flash", [NA, NA, NA, miss(3, _kb(fw["flash"][0]) if fw.get("flash") else NOT_MEASURED),
-                   miss(4, _kb(mc["flash"][0]) if mc.get("flash") else NOT_MEASURED)]),
-        ("RAM", [NA, NA, NA, miss(3, _kb(fw["ram"][0]) if fw.get("ram") else NOT_MEASURED),
-                 miss(4, _kb(mc["ram"][0]) if mc.get("ram") else NOT_MEASURED)]),
+        ("flash", [NA, NA, NA, miss(3, _kb(fw["flash"]) + " (M4 objects)" if fw.get("flash") else NOT_MEASURED),
+                   miss(4, _kb(mc["flash_bytes"]) if mc.get("flash_bytes") else NOT_MEASURED)]),
+        ("RAM", [NA, NA, NA, miss(3, _kb(fw["arena"]) + " arena" if fw.get("arena") else NOT_MEASURED),
+                 miss(4, _kb(mc["ram_bytes"]) + " (static + stack)" if mc.get("ram_bytes") else NOT_MEASURED)]),
         ("latency per window", [_bench_latency(f, r"teacher"), _bench_latency(f, r"float|torch", r"teacher"),
                                 _bench_latency(f, r"xnnpack|litert|int8"),
                                 miss(3, _bench_latency(f, r"(^|[._])c([._]|$)|host_c|c_host")),
-                                miss(4, f"{mc['latency_ms'][0]:.3g} ms (estimate)" if mc.get("latency_ms") else NOT_MEASURED)]),
+                                miss(4, _m4_latency(mc))]),
         ("instructions per window", [NA, NA, NA, NA,
                                      miss(4, _instr(mc))]),
     ]
     return rows
 
 
+def _m4_latency(mc: dict) -> str:
+    if mc.get("latency_ms") is None:
+        return NOT_MEASURED
+    a = mc.get("assumptions") or {}
+    clock = f" at {a['clock_hz'] / 1e6:g} MHz, CPI {a.get('cycles_per_instruction')}" if a.get("clock_hz") else ""
+    return f"{mc['latency_ms']:.3g} ms (estimate{clock})"
+
+
 def _instr(mc: dict) -> str:
     parts = []
-    for key, label in (("instructions", "inference"), ("prep_instructions", "preprocessing")):
+    for key, label in (("inference_insns", "inference"), ("preprocessing_insns", "preprocessing")):
         if mc.get(key):
-            parts.append(f"{_num(mc[key][0])} {label}")
+            parts.append(f"{_num(mc[key])} {label}")
     return " + ".join(parts) or NOT_MEASURED
 
 
@@ -257,7 +265,9 @@ def render(f: Facts, figs: dict[str, Path | None]) -> tuple[str, str]:
             f"{ev.get('n_subjects')} subjects; 95% CI by bootstrap over subjects ({ev.get('rounds')} rounds). "
             "The teacher has no heads: its row is a linear probe on its frozen embedding (probe stage, "
             "grouped 5-fold CV, its own task windows). C and Cortex-M4 inference are scored by bit-exactness "
-            "against TFLite Micro, the reference the int8 file is checked with.") if ev else \
+            "against TFLite Micro's outputs on the bundle's golden windows (the reference the int8 file is "
+            "checked with); the firmware stage generates and sizes the C but does not run it on the host "
+            "(tests/firmware_bridge prove the host build bit-exact), so its accuracy reads 'not measured' here.") if ev else \
         f"Students not scored: {f.eval_error or 'distill/export not run'}."
     figl = figure_list(f, figs)
     md = [f"# {title}", "", "## From foundation model to watch", "", md_table(head, rows), "", note, "",

@@ -13,14 +13,18 @@ checklist of the stages' output formats):
     qat             metrics.jsonl {step, loss}
     export          model_int8.tflite (size), model_int8.json (sidecar: outputs by name),
                     parity.json engines.*.vs_float.embedding_cosine_mean
-    firmware        manifest.json metrics; firmware.json / bundle.json if present (any of
-                    host_bit_exact / bit_exact / golden.*, flash / text / data / bss, arena)
-    mcu             mcu.json: instructions (inference, preprocessing, total), flash, ram,
-                    latency (ms at an assumed clock), bit_exact, board
+    firmware        manifest.json metrics.inference.{weight_bytes, arena_bytes, macs},
+                    metrics.sizes.parts.{preprocessing, inference}.{text, data, bss},
+                    metrics.golden_windows; any *bit_exact* flag if the stage reports one
+    mcu             mcu.json runs[board == mps2-an386, variant == dsp (else the first M4 run)].
+                    {inference_insns, preprocessing_insns, total_insns, latency_ms, duty_cycle_pct,
+                    flash_bytes, ram_bytes, bit_exact, preprocessing_exact}; assumptions
+                    {clock_hz, cycles_per_instruction}; speedup_vs_tflm_cmsis_nn;
+                    ethos_u55.{time_us, cpu_ops}
     bench           results.json: latency per engine (p50/p99 and samples if present), accuracy
 
-Firmware, mcu and bench formats were not settled when this was written: `find_number` and
-`find_flag` look keys up by name anywhere in the JSON, so a renamed nesting still reads.
+The bench format was not settled when this was written: `find_number` and `find_flag` look its
+keys up by name anywhere in the JSON, so a renamed nesting still reads.
 """
 from __future__ import annotations
 
@@ -181,29 +185,42 @@ def export_facts(run: Path) -> dict[str, Any]:
 
 
 def firmware_facts(run: Path) -> dict[str, Any]:
-    fw = run / "firmware"
-    blobs = [read_json(p) for p in sorted(fw.glob("*.json"))] if fw.is_dir() else []
-    blob = {f"f{i}": b for i, b in enumerate(blobs) if b is not None}
-    if not blob:
-        return {}
-    exact = find_flag(blob, r"bit.?exact|golden.*(match|ok|pass)") or find_flag(blob, r"match")
-    return {"bit_exact": exact[0] if exact else None, "bit_exact_key": exact[1] if exact else None,
-            "flash": find_number(blob, r"flash|text"), "ram": find_number(blob, r"ram|arena|bss"),
-            "weights": find_number(blob, r"weight")}
+    """The C bundle: weights, arena, MACs of the generated inference; flash and static RAM of its
+    preprocessing + inference objects for the Cortex-M4F (arm-none-eabi-size), when measured."""
+    man = read_json(run / "firmware" / "manifest.json") or {}
+    m = man.get("metrics") or {}
+    inf = m.get("inference") or {}
+    parts = ((m.get("sizes") or {}).get("parts") or {})
+    used = [parts[k] for k in ("preprocessing", "inference") if isinstance(parts.get(k), dict)]
+    flash = sum(p.get("text", 0) + p.get("data", 0) for p in used) if used else None
+    ram = sum(p.get("data", 0) + p.get("bss", 0) for p in used) if used else None
+    exact = find_flag(man, r"bit.?exact")
+    return {"weights": inf.get("weight_bytes"), "arena": inf.get("arena_bytes"), "macs": inf.get("macs"),
+            "flash": flash, "static_ram": ram, "golden_windows": m.get("golden_windows"),
+            "bit_exact": exact[0] if exact else None}
 
 
 def mcu_facts(run: Path) -> dict[str, Any]:
+    """The simulated Cortex-M4 (mps2-an386, DSP-extension kernels): instructions per window for
+    preprocessing and inference, flash, RAM (static + stack high-water), latency at the assumed
+    clock and CPI, bit-exactness against the golden outputs; Ethos-U55 time when Vela ran."""
     m = read_json(run / "mcu" / "mcu.json")
-    if m is None:
+    if not isinstance(m, dict):
         return {}
-    return {"instructions": find_number(m, r"instr", r"infer|invoke|model", exclude=r"dsp|simd|tflm|m7|m55|an500|an547")
-            or find_number(m, r"instr", exclude=r"prep"),
-            "prep_instructions": find_number(m, r"instr", r"prep"),
-            "total_instructions": find_number(m, r"instr", r"total"),
-            "flash": find_number(m, r"flash", exclude=r"m7|m55|an500|an547|vela|u55"),
-            "ram": find_number(m, r"ram", exclude=r"m7|m55|an500|an547|vela|u55"),
-            "latency_ms": find_number(m, r"latency|_ms|ms_", exclude=r"m7|m55|vela|u55"),
-            "bit_exact": find_flag(m, r"bit.?exact|match"), "raw": m}
+    runs = [r for r in m.get("runs") or [] if isinstance(r, dict) and "error" not in r]
+    m4 = next((r for r in runs if r.get("board") == "mps2-an386" and r.get("variant") == "dsp"),
+              next((r for r in runs if r.get("board") == "mps2-an386"), None))
+    out: dict[str, Any] = {"assumptions": m.get("assumptions"), "speedup_vs_tflm": m.get("speedup_vs_tflm_cmsis_nn"),
+                           "errors": [r.get("error") for r in m.get("runs") or [] if isinstance(r, dict) and r.get("error")]}
+    if m4:
+        out.update({k: m4.get(k) for k in ("inference_insns", "preprocessing_insns", "total_insns", "latency_ms",
+                                           "duty_cycle_pct", "flash_bytes", "ram_bytes", "bit_exact",
+                                           "preprocessing_exact", "variant")})
+    u = m.get("ethos_u55")
+    if isinstance(u, dict) and "error" not in u:
+        out["u55_time_us"] = u.get("time_us")
+        out["u55_cpu_ops"] = u.get("cpu_ops")
+    return out
 
 
 def bench_facts(run: Path) -> dict[str, Any]:

@@ -50,15 +50,23 @@ def _probe(run: Path) -> None:
 
 
 def _device_stages(run: Path) -> None:
+    """firmware/manifest.json and mcu/mcu.json as `anyppg firmware` and `anyppg mcu` write them."""
     (run / "firmware").mkdir()
     (run / "firmware" / "manifest.json").write_text(json.dumps(
-        {"stage": "firmware", "metrics": {"golden": {"host_bit_exact": True, "windows": 8},
-                                          "weights_bytes": 9000, "arena_bytes": 12000}}))
+        {"stage": "firmware", "metrics": {
+            "sensor_fs": 125.0, "golden_windows": 6,
+            "inference": {"arena_bytes": 12_000, "weight_bytes": 9_000, "macs": 44_800},
+            "sizes": {"board": "mps2-an386", "parts": {"preprocessing": {"text": 4000, "data": 0, "bss": 6000},
+                                                       "inference": {"text": 20000, "data": 0, "bss": 12000}}}}}))
     (run / "mcu").mkdir()
+    m4 = {"board": "mps2-an386", "variant": "dsp", "preprocessing_insns": 310_000, "inference_insns": 1_500_000,
+          "total_insns": 1_810_000, "latency_ms": 28.3, "duty_cycle_pct": 0.28, "flash_bytes": 60_000,
+          "ram_bytes": 30_000, "bit_exact": True, "preprocessing_exact": True}
     (run / "mcu" / "mcu.json").write_text(json.dumps(
-        {"board": "mps2-an386", "bit_exact": True,
-         "instructions": {"inference": 1_500_000, "preprocessing": 310_000},
-         "flash_bytes": 60_000, "ram_bytes": 30_000, "latency_ms_at_64mhz": 28.3}))
+        {"assumptions": {"clock_hz": 64e6, "cycles_per_instruction": 1.2},
+         "runs": [m4, {**m4, "variant": "portable", "inference_insns": 3_000_000},
+                  {"board": "mps2-an500", "variant": "dsp", "error": "no such board"}],
+         "ethos_u55": {"time_us": 80.0, "cpu_ops": 0}}))
     (run / "bench").mkdir()
     rng = np.random.default_rng(0)
     (run / "bench" / "results.json").write_text(json.dumps(
@@ -104,12 +112,14 @@ def test_table_is_filled_from_the_stage_outputs(full_run):
     assert hr[0] == "5.00 [4.00, 6.00] (linear probe)"
     num_ci = re.compile(r"^\d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\]$")
     assert num_ci.match(hr[1]) and num_ci.match(hr[2]), hr            # float and int8, with CIs
-    assert hr[3] == hr[4] == "as int8 (bit-exact with TFLM)"
+    assert hr[3] == "not measured" and hr[4] == "as int8 (bit-exact with TFLM)"
     assert t["model"][:2] == ["net1d-tiny", "student-tiny"]
     assert t["parameters"][1] == t["parameters"][2] and t["parameters"][1] != "not measured"
     assert t["weights / file size"][2].endswith(".tflite")
     assert t["instructions per window"][4] == "1.50 M inference + 310.0 k preprocessing"
-    assert t["flash"][4] == "58.6 KB" and t["RAM"][4] == "29.3 KB"
+    assert t["flash"][3:] == ["23.4 KB (M4 objects)", "58.6 KB"]
+    assert t["RAM"][3:] == ["11.7 KB arena", "29.3 KB (static + stack)"]
+    assert t["latency per window"][4] == "28.3 ms (estimate at 64 MHz, CPI 1.2)"
     assert t["latency per window"][2] == "52 us (p50)" and t["latency per window"][0] == "9.0 ms (p50)"
     for name in ("training_curves", "coverage", "latency", "window"):
         assert (full_run / "figures" / f"{name}.png").is_file(), name
