@@ -118,7 +118,8 @@ def _accuracy_rows(f: Facts) -> list[tuple[str, list[str]]]:
             flag = flag[0] if isinstance(flag, tuple) else flag
             cells.append(miss or ("as int8 (bit-exact with TFLM)" if flag is True else
                                   "differs from TFLM" if flag is False else NOT_MEASURED))
-        rows.append((name, cells))
+        if any(c not in (NOT_MEASURED, NOT_RUN) for c in cells[:3]):   # some model was scored on it
+            rows.append((name, cells))
     return rows
 
 
@@ -262,13 +263,18 @@ def render(f: Facts, figs: dict[str, Path | None]) -> tuple[str, str]:
     title = f"AnyPPG-Edge report: {f.run.name} (config {f.state.get('config_name', '?')})"
     ev = f.eval
     note = (f"Students scored on the {ev.get('split')} split of the run's store: {ev.get('n_windows')} windows, "
-            f"{ev.get('n_subjects')} subjects; 95% CI by bootstrap over subjects ({ev.get('rounds')} rounds). "
+            f"{ev.get('n_subjects')} subject(s); 95% CI by bootstrap over subjects ({ev.get('rounds')} rounds). "
             "The teacher has no heads: its row is a linear probe on its frozen embedding (probe stage, "
             "grouped 5-fold CV, its own task windows). C and Cortex-M4 inference are scored by bit-exactness "
             "against TFLite Micro's outputs on the bundle's golden windows (the reference the int8 file is "
             "checked with); the firmware stage generates and sizes the C but does not run it on the host "
             "(tests/firmware_bridge prove the host build bit-exact), so its accuracy reads 'not measured' here.") if ev else \
         f"Students not scored: {f.eval_error or 'distill/export not run'}."
+    if f.mcu.get("u55_time_us") is not None:
+        note += (f" Ethos-U55-128 (Vela, same .tflite): {f.mcu['u55_time_us']:.0f} us per window at 500 MHz, "
+                 f"{f.mcu.get('u55_cpu_ops')} ops left on the CPU.")
+    if f.mcu.get("speedup_vs_tflm"):
+        note += f" Generated C vs TFLite Micro + CMSIS-NN on the M4: {f.mcu['speedup_vs_tflm']}x fewer instructions."
     figl = figure_list(f, figs)
     md = [f"# {title}", "", "## From foundation model to watch", "", md_table(head, rows), "", note, "",
           "## Stages", "", md_table(["stage", "status", "time", "reason / note"], stage_rows(f)), "",
