@@ -22,7 +22,7 @@ C_DIR = Path(__file__).resolve().parent / "c"
 TEST_C_DIR = C_DIR / "tests"
 HOST_FLAGS = ("-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wconversion",
               "-Wno-sign-conversion", "-ffp-contract=off")
-SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer")
+SANITIZE = ("-fsanitize=address,undefined,float-cast-overflow", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer")
 OUTPUT_FILES = ("c_z.f32", "c_q.i8", "c_flags.u8", "c_start.i64")
 
 

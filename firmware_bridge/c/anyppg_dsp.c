@@ -417,16 +417,27 @@ static void make_window(anyppg_dsp_t *s, int64_t start, int64_t n, anyppg_dsp_wi
     uint32_t first = (uint32_t)(((int64_t)s->ring_pos + ANYPPG_RING_LEN - (s->n_out - start)) %
                                 ANYPPG_RING_LEN);
     uint8_t miss = 0;
+    int finite = 1;
     for (int32_t i = 0, k = 0; i < L; i++) {
         uint32_t idx = first + (uint32_t)k;
         idx = idx >= ANYPPG_RING_LEN ? idx - ANYPPG_RING_LEN : idx;
-        s->ext.f[P + i] = s->ring[idx];
+        float v = s->ring[idx];
+        s->ext.f[P + i] = v;
+        finite &= isfinite(v) ? 1 : 0;
         miss |= s->ring_miss[idx];
         k = (k + 1 == n) ? 0 : k + 1;
     }
-    float mean;
-    uint8_t flags = raw_flags(s, s->ext.f + P, flat_count(s, start, n, tiled), &mean);
-    flags |= model_input(s, mean, w);
+    uint8_t flags;
+    if (finite) {
+        float mean;
+        flags = raw_flags(s, s->ext.f + P, flat_count(s, start, n, tiled), &mean);
+        flags |= model_input(s, mean, w);
+    } else {
+        /* samples near float32's limit (|x| ~ 1e38) overflowed the resampler: no number */
+        memset(w->z, 0, sizeof(w->z));
+        memset(w->q, (int)(int8_t)ANYPPG_INPUT_PPG_ZERO_POINT, sizeof(w->q));
+        flags = ANYPPG_FLAG_AMPLITUDE;
+    }
     if (miss) {
         flags |= ANYPPG_FLAG_NAN_GAP;
     }
