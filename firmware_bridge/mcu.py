@@ -74,7 +74,7 @@ def tflm_arena(tflite: Path) -> dict:
                          text=True, timeout=120)
     vals: dict = {}
     for key in ("total", "head", "tail"):
-        for line in res.stdout.splitlines():
+        for line in (res.stdout + res.stderr).splitlines():
             if f"Arena allocation {key} " in line:
                 vals[f"arena_{key}_bytes"] = int(line.split()[-2])
     vals["note"] = "host build of the wheel (64-bit pointers); head = activation plan"

@@ -16,6 +16,7 @@ from firmware_bridge.codegen import C_DIR
 from firmware_bridge.codegen.emit import c_ident
 
 NM = "arm-none-eabi-nm"
+PREPROCESSING_STATE = ("dsp", "win")   # anyppg_mcu_main.c's anyppg_dsp_t / anyppg_dsp_window_t
 
 
 def _cfloat(v: float) -> str:
@@ -109,7 +110,9 @@ def attribute_sizes(elf: Path) -> dict[str, dict[str, int]]:
         if not m:
             continue
         size, typ, src = int(m.group(2), 16), m.group(3).lower(), Path(m.group(5) or "?").name
-        if src.startswith("anyppg_model") and "host" not in src and "mcu" not in src:
+        if m.group(4) in PREPROCESSING_STATE:
+            g = "preprocessing"       # the harness holds the DSP state and window statically
+        elif src.startswith("anyppg_model") and "host" not in src and "mcu" not in src:
             g = "model"
         elif src in ("anyppg_nn.c", "anyppg_fixedpoint.h"):
             g = "kernels"
