@@ -78,7 +78,6 @@ def load_verified(src: str | Path, sidecar_path: str | Path | None = None
         if not side.exists():
             raise ModelFileError(f"{side}: no such sidecar")
     data = tfl.read_bytes()
-    model = _parse_model(data, tfl.name)
     if side is not None:
         try:
             sc = json.loads(side.read_text())
@@ -87,7 +86,8 @@ def load_verified(src: str | Path, sidecar_path: str | Path | None = None
         if sc.get("sha256") != sha256(data):
             raise ModelFileError(f"{tfl.name}: sha256 {sha256(data)[:12]}... does not match its sidecar "
                                  f"{side.name} ({str(sc.get('sha256'))[:12]}...): wrong or modified file")
-        return data, model, sc, str(side)
+        return data, _parse_model(data, tfl.name), sc, str(side)
+    model = _parse_model(data, tfl.name)
     raw = tff.read_metadata(model, SIDECAR_METADATA_NAME)
     if raw is None:
         raise ModelFileError(f"{tfl.name}: no sidecar ({tfl.with_suffix('.json').name}) and none "
