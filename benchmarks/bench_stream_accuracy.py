@@ -1,0 +1,141 @@
+"""Accuracy through the edge runtime on the real tasks, next to the float student and the teacher.
+
+- BIDMC test patients (the store's test split): HR MAE of the int8 file (the runtime's
+  EdgeModel on the store's windows, which `ppg_windows` made with the runtime's own
+  preprocessing), of the float student (PyTorch) on the same windows, and of the teacher with a
+  ridge head fitted on its embeddings of the store's training patients (the teacher has no HR
+  head of its own).
+- troika_test (evaluation only): each recording's raw wrist PPG pushed through `PPGStream`
+  (resampling, windows, preprocessing, quality flags, int8 inference); HR MAE on every window
+  and on the windows the runtime marks usable (coverage reported); the float student and the
+  BIDMC-fitted teacher ridge on the same model inputs.
+- Liu 2022 AF: each 10-s 100 Hz segment through `PPGStream` (100 -> 125 Hz); AUROC of the
+  model's AF probability and of the float student's.
+
+Outputs are read by name (`hr`, `hr_confidence` when the model has it, `af_logit`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.model import EdgeModel, readout
+from edge_runtime.stream import run_recording
+
+
+def _torch_outputs(model, z: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
+    """Float student outputs by field name for windows (N, L)."""
+    import torch
+    outs: dict[str, list] = {}
+    with torch.inference_mode():
+        for i in range(0, len(z), batch):
+            o = model(torch.from_numpy(np.ascontiguousarray(z[i:i + batch], np.float32)).unsqueeze(1))
+            for k, v in o._asdict().items():
+                outs.setdefault(k, []).append(v.numpy())
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def _embed(teacher, z: np.ndarray, batch: int = 128) -> np.ndarray:
+    import torch
+    res = []
+    with torch.inference_mode():
+        for i in range(0, len(z), batch):
+            o = teacher(torch.from_numpy(np.ascontiguousarray(z[i:i + batch], np.float32)).unsqueeze(1))
+            res.append((o.embedding if hasattr(o, "embedding") else o).numpy())
+    return np.concatenate(res)
+
+
+def _mae(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(np.abs(a[ok] - b[ok]).mean()) if ok.any() else float("nan")
+
+
+def _auroc(y, p) -> float:
+    from sklearn.metrics import roc_auc_score
+    y = np.asarray(y, bool)
+    return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def fit_teacher_hr(teacher, store: Path):
+    """Ridge HR head on the teacher's embeddings of the store's training windows."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from training.data.store import WindowStore
+    tr = WindowStore(store, split="train")
+    hr = tr.label("hr") if hasattr(tr, "label") else tr.column("hr")
+    keep = np.isfinite(hr)
+    emb = _embed(teacher, tr.column("ppg")[keep].astype(np.float32))
+    return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13))).fit(emb, hr[keep])
+
+
+def bidmc_rows(model: EdgeModel, student, teacher, ridge, store: Path) -> dict[str, Any]:
+    from training.data.store import WindowStore
+    te = WindowStore(store, split="test")
+    z = te.column("ppg").astype(np.float32)
+    hr = te.label("hr") if hasattr(te, "label") else te.column("hr")
+    q = model.run_batch(z)
+    row = {"task": "bidmc-hr (test patients)", "metric": "MAE bpm", "windows": int(len(z)),
+           "int8_runtime": _mae(q["hr"], hr)}
+    if student is not None:
+        row["float_student"] = _mae(_torch_outputs(student, z)["hr"], hr)
+    if teacher is not None and ridge is not None:
+        row["teacher_ridge"] = _mae(ridge.predict(_embed(teacher, z)), hr)
+    if "hr_confidence" in q:
+        conf = q["hr_confidence"] >= model.decision["hr_confidence_min"]
+        row["int8_confident_mae"] = _mae(q["hr"][conf], hr[conf])
+        row["confident_coverage"] = float(conf.mean())
+    return row
+
+
+def troika_rows(model: EdgeModel, student, teacher, ridge, root: Path) -> dict[str, Any]:
+    from training.data.readers import troika
+    zs, hr, ok, pred = [], [], [], []
+    for unit in troika.discover(root):
+        for rec in troika.read_unit(unit):
+            sig = rec.signals["ppg"]
+            res, _ = run_recording(model, sig.data, sig.fs, keep_z=True, infer_flagged=True)
+            lab = rec.window_labels["hr"]
+            for r in res[: len(lab)]:
+                zs.append(r.z)
+                ok.append(r.status == "ok")
+                pred.append(readout(model.run(r.z))["hr"])
+            hr += list(lab[: len(res)])
+    z, hr, ok, pred = np.stack(zs), np.asarray(hr), np.asarray(ok), np.asarray(pred)
+    row = {"task": "troika_test hr (wrist, exercise)", "metric": "MAE bpm", "windows": int(len(z)),
+           "int8_runtime": _mae(pred, hr), "int8_runtime_usable": _mae(pred[ok], hr[ok]),
+           "usable_coverage": float(ok.mean())}
+    if student is not None:
+        row["float_student"] = _mae(_torch_outputs(student, z)["hr"], hr)
+    if teacher is not None and ridge is not None:
+        row["teacher_ridge"] = _mae(ridge.predict(_embed(teacher, z)), hr)
+    return row
+
+
+def liu_rows(model: EdgeModel, student, root: Path, max_segments: int | None = None) -> dict[str, Any]:
+    from training.data.readers import liu2022
+    zs, af, p = [], [], []
+    for unit in liu2022.discover(root):
+        for rec in liu2022.read_unit(unit):
+            sig = rec.signals["ppg"]
+            L = int(round(rec.segment_s * sig.fs))
+            for k, lab in enumerate(rec.window_labels["af"]):
+                res, _ = run_recording(model, sig.data[k * L:(k + 1) * L], sig.fs, keep_z=True,
+                                       infer_flagged=True)
+                if not res:
+                    continue
+                zs.append(res[0].z)
+                af.append(bool(lab))
+                p.append(readout(model.run(res[0].z))["af_prob"])
+                if max_segments and len(zs) >= max_segments:
+                    break
+    z, af, p = np.stack(zs), np.asarray(af), np.asarray(p, float)
+    row = {"task": "liu-af (AF vs other rhythms)", "metric": "AUROC", "windows": int(len(z)),
+           "int8_runtime": _auroc(af, p)}
+    if student is not None:
+        row["float_student"] = _auroc(af, _torch_outputs(student, z)["af_logit"])
+    return row
