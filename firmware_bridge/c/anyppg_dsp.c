@@ -113,6 +113,9 @@ static void rs_emit(anyppg_dsp_t *s)
         const float *base = &s->hist[slot];
         const float *h = &anyppg_rs_taps[s->next_p * ANYPPG_RS_TAPS];
         float acc = 0.0f;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
         for (uint32_t j = 0; j < ANYPPG_RS_TAPS; j++) {
             acc = acc + h[j] * base[-(int32_t)j];
         }

@@ -32,6 +32,14 @@
  * recording shorter than one window is repeated to one window and flagged too_short).
  *
  * Build with -ffp-contract=off (no fused multiply-add) for results identical on every target.
+ *
+ * Where it can differ from edge_runtime (measured by tests/firmware_bridge/test_dsp_golden.py:
+ * z within ~1e-5, int8 equal on > 99.99% of samples, flags equal on every real window):
+ *  - float32 resampling and z-score, a Q29 fixed-point band-pass (float64 in Python);
+ *  - flat runs: a run of identical samples still going on when a window is handed out counts
+ *    with the length seen so far (Python sees the whole recording); output-to-input sample
+ *    times are exact rationals (Python's map_mask rounds n * fs_in / fs_out in float64);
+ *  - a window whose samples overflow float32 comes back zeroed and flagged amplitude.
  */
 #ifndef ANYPPG_DSP_H
 #define ANYPPG_DSP_H

@@ -1,0 +1,108 @@
+"""The C preprocessing on the simulated Cortex-M4F: instructions per 10-s window at several
+sensor rates, bit-exactness with the host build, and its flash/RAM.
+
+    python -m firmware_bridge.dsp_bench [--export runs/<x>/export] [--rates 125,64,25]
+                                        [--seconds 60] [--board mps2-an386] [--json out.json]
+
+For each rate: a synthetic recording (training.data.synthetic, fixed seed) at that rate is
+run through the host build (gcc -O2) and the board build (arm-none-eabi-gcc -O2, QEMU with
+-icount shift=0); the output files must be identical bytes. Instructions are counted exactly
+(SysTick x 40, firmware_bridge/qemu.py) around every push and every poll, and reported per
+window: push (resampling into the ring, for one hop of samples) + poll (filter, z-score,
+flags, quantisation). QEMU models no pipeline: these are instructions, not cycles.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import dsp_check, golden, qemu
+
+DEFAULT_SIDECAR = {"spec": None, "inputs": [{"name": "ppg", "position": 0, "shape": [1, 1250, 1],
+                                             "scale": 0.0225, "zero_point": -29}], "outputs": []}
+
+
+def default_sidecar() -> dict:
+    from edge_runtime.spec import SignalSpec
+    return {**DEFAULT_SIDECAR, "spec": SignalSpec().to_dict()}
+
+
+def synthetic(fs: float, seconds: float) -> np.ndarray:
+    from training.data.synthetic import generate_subject
+    sig = generate_subject(2, seed=5, duration_s=seconds, ppg_fs=fs).signals["ppg"]
+    return np.asarray(getattr(sig, "data", getattr(sig, "values", None))) * 500.0 + 20000.0
+
+
+def dsp_object_sizes(gen_dir: Path, board: str) -> dict:
+    """text/data/bss of anyppg_dsp.o + tables, and sizeof the state and window structs."""
+    from .bundle import object_sizes
+    probe = gen_dir / "anyppg_dsp_probe.c"
+    probe.write_text('#include "anyppg_dsp.h"\nanyppg_dsp_t anyppg_probe_state;\n'
+                     "anyppg_dsp_window_t anyppg_probe_window;\n")
+    objs = object_sizes([*dsp_check.dsp_sources(gen_dir), probe], [gen_dir, dsp_check.C_DIR], board)
+    code = {k: objs["anyppg_dsp.c"][k] + objs["anyppg_dsp_tables.c"][k] for k in ("text", "data", "bss")}
+    return {"code": code, "state_and_window_bytes": objs["anyppg_dsp_probe.c"]["bss"]}
+
+
+def bench_rate(sidecar: dict, fs: float, seconds: float, board: str, work: Path) -> dict:
+    gen = dsp_check.generate_sources(sidecar, fs, work / "gen")
+    gdir = work / "golden"
+    meta = golden.write_golden(gdir, synthetic(fs, seconds), fs, sidecar, None, "bench")
+    window = meta["window"]
+    host = dsp_check.run_golden(dsp_check.build_host(gen, "anyppg_dsp_run.c", sanitize=False),
+                                gdir, window, work / "host")
+    elf = dsp_check.build_board(gen, board, bench=True, max_samples=int(seconds * fs) + 16)
+    dev = dsp_check.run_board(elf, gdir, window, work / "board", board)
+    same = all((work / "host" / f).read_bytes() == (work / "board" / f).read_bytes()
+               for f in dsp_check.OUTPUT_FILES)
+    k = len(dev["z"])
+    cmp = dsp_check.compare(host, golden.load_golden(gdir))
+    return {"sensor_fs": fs, "windows": k, "bit_exact_host_vs_board": bool(same),
+            "insns_per_window": round((dev["insns"]["push"] + dev["insns"]["poll"]) / k),
+            "push_insns_per_window": round(dev["insns"]["push"] / k),
+            "poll_insns_per_window": round(dev["insns"]["poll"] / k),
+            "vs_edge_runtime_max_abs_z": cmp["max_abs_z"], "int8_equal": cmp["int8_equal"],
+            "sizes": dsp_object_sizes(gen, board)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m firmware_bridge.dsp_bench",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--export", help="an export folder (its sidecar's spec and quantisation)")
+    p.add_argument("--rates", default="125,64,25")
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--board", default=qemu.DEFAULT_BOARD)
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+    why = qemu.missing_tools() or dsp_check.missing_host_compiler()
+    if why:
+        print(f"dsp_bench: error: {why}", file=sys.stderr)
+        return 1
+    sidecar = (json.loads((Path(args.export) / "model_int8.json").read_text()) if args.export
+               else default_sidecar())
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for fs in (float(r) for r in args.rates.split(",")):
+            rows.append(bench_rate(sidecar, fs, args.seconds, args.board, Path(tmp) / f"{fs:g}"))
+    print(f"C preprocessing on {args.board} (QEMU -icount shift=0, exact instruction counts), "
+          f"{args.seconds:g} s synthetic recording per rate")
+    print("| sensor Hz | instructions / 10-s window | push | poll | host = board bytes | "
+          "max |z| vs edge_runtime | int8 equal | code text | state+window RAM |")
+    print("|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['sensor_fs']:g} | {r['insns_per_window']:,} | {r['push_insns_per_window']:,} | "
+              f"{r['poll_insns_per_window']:,} | {r['bit_exact_host_vs_board']} | "
+              f"{r['vs_edge_runtime_max_abs_z']:.2e} | {r['int8_equal']:.5f} | "
+              f"{r['sizes']['code']['text']} | {r['sizes']['state_and_window_bytes']} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
