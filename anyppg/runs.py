@@ -19,6 +19,10 @@ from typing import Any, Iterator
 
 SCHEMA_VERSION = 1
 
+# A training run folder's layout: the checkpoint the next stage reads and the step log.
+CHECKPOINT = Path("checkpoints") / "latest.pt"
+METRICS = "metrics.jsonl"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -139,3 +143,16 @@ def read_manifest(run_dir: str | os.PathLike) -> dict:
         return json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{p}: malformed manifest ({e})") from None
+
+
+def manifest_trained_on(m: dict) -> list[dict]:
+    """[{'store', 'subjects'}] from a manifest dict: 'trained_on' (per store) or 'store' (one
+    or a list) + 'trained_on_subjects'."""
+    if isinstance(m.get("trained_on"), list):
+        return [{"store": s.get("store"), "subjects": list(s.get("subjects") or [])}
+                for s in m["trained_on"] if isinstance(s, dict)]
+    stores = m.get("store")
+    subjects = list(m.get("trained_on_subjects") or [])
+    if stores is None and m.get("trained_on_subjects") is None:
+        return []
+    return [{"store": st, "subjects": subjects} for st in (stores if isinstance(stores, list) else [stores])]

@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 import torch
 
-from training.models.student_io import build_student, load_checkpoint
+from training.checkpoint import build_student, load_checkpoint
 from training.probe.baselines import hr_estimates
 from training.data.store import WindowStore
 

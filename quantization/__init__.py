@@ -6,7 +6,7 @@
 Modules:
     qmodel          BN folding, int8-path op check, the brevitas fake-quant twin of the student
     qat             the QAT stage (fine-tuning against the float student)
-    student_io      loading students from run folders, refusing non-students / unsupported ops
+    qat_model       the int8 gate, the folded student and its brevitas twin from a distill or QAT run
     onnx_export     plain float ONNX (opset 13) carrying the QAT weights — never QCDQ
     tflite_convert  onnx2tf 1.29.24 as a subprocess, calibrated on store windows, deterministic
     qat_ranges      writes the QAT activation ranges, weights and int32 biases into the .tflite

@@ -24,9 +24,7 @@ its architecture has an op the int8 path cannot carry.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -36,20 +34,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from anyppg.config import ConfigError, load_config, to_dict
+from anyppg.config import to_dict
 from anyppg.runs import atomic_dir, atomic_write_json, write_manifest
-
+from anyppg.stage import run_stage, stage_config, stage_parser
 from edge_runtime import interpreters as interp, tflite_file as tff
+from edge_runtime.contract import UNITS
+from training.checkpoint import StudentLoadError, label_norm_simple
+from training.data.store import WindowStore
+from training.heads import label_matrix
+from training.models.student import HEAD_FIELDS, HEAD_NAMES, REGRESSION_HEADS, StudentOutput
 
 from . import op_audit, parity, qat_ranges, tflite_edit as tedit
 from .onnx_export import INPUT_NAME, export_onnx, run_onnx
-from .qat import QATModel, head_labels, load_qat_run
+from .qat_model import QATModel, load_qat_run
 from .qmodel import Int8PathError, deployable_float, quant_spec
-from .student_io import StudentLoadError, label_norm_simple
 from .tflite_convert import ConversionError, convert
-
-UNITS = {"embedding": "embedding", "hr": "bpm", "rr": "breaths/min", "af_logit": "logit",
-         "quality_logit": "logit", "sbp": "mmHg", "dbp": "mmHg"}
 
 
 @dataclass
@@ -66,11 +65,6 @@ class ExportConfig:
     seed: int = 0
 
 
-def _one_line(e: BaseException) -> str:
-    s = str(e).strip().splitlines()
-    return s[0] if s else type(e).__name__
-
-
 def _onnx2tf_version() -> str | None:
     try:
         from importlib.metadata import version
@@ -81,18 +75,6 @@ def _onnx2tf_version() -> str | None:
 
 def _sha(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
-
-
-def pick_rows(n_total: int, n: int, seed: int) -> np.ndarray:
-    """A sorted, seeded choice of n rows out of n_total (all of them if fewer)."""
-    if n_total > n:
-        return np.sort(np.random.default_rng(seed).choice(n_total, n, replace=False))
-    return np.arange(n_total)
-
-
-def pick_windows(store, n: int, seed: int) -> np.ndarray:
-    x = store.column("ppg").astype(np.float32)
-    return np.ascontiguousarray(x[pick_rows(len(x), n, seed)])
 
 
 # ----------------------------------------------------------------------------- output binding
@@ -189,123 +171,135 @@ def sidecar(tfl: bytes, file_name: str, names: list[str], student, cfg_extra: di
 
 
 # ----------------------------------------------------------------------------- main flow
+def _check_onnx(path: Path, dep, xb: np.ndarray) -> list[np.ndarray]:
+    """The ONNX outputs on windows xb (N, L); it must compute what the deployable torch graph
+    computes."""
+    onnx_out = run_onnx(path, xb[:, None, :])
+    with torch.no_grad():
+        dep_out = [o.numpy() for o in dep(torch.from_numpy(xb).unsqueeze(1))]
+    onnx_err = max(float(np.abs(a - b).max() / (np.abs(b).max() + 1e-6)) for a, b in zip(onnx_out, dep_out))
+    if onnx_err > 1e-3:
+        raise ValueError(f"model.onnx disagrees with the torch graph (relative error {onnx_err:.2e})")
+    return onnx_out
+
+
+def _convert(cfg: ExportConfig, tmp: Path, calib: np.ndarray, timings: dict):
+    """onnx2tf's int8 file (and, if asked, proof that a second conversion is byte-identical)."""
+    res = convert(tmp / "model.onnx", calib, timeout_s=cfg.timeout_s)
+    timings["onnx2tf_s"] = res.seconds
+    determinism = None
+    if cfg.check_determinism:
+        res2 = convert(tmp / "model.onnx", calib, timeout_s=cfg.timeout_s)
+        determinism = {"byte_identical": res2.tflite == res.tflite, "sha256": _sha(res.tflite)}
+        if res2.tflite != res.tflite:
+            raise ConversionError("onnx2tf output differs between two identical runs (nondeterministic)")
+    if cfg.keep_raw:
+        (tmp / "onnx2tf_full_integer_quant.tflite").write_bytes(res.tflite)
+    return res, determinism
+
+
+def _rewrite(cfg: ExportConfig, tfl: bytes, xb: np.ndarray) -> tuple[bytes, dict, int]:
+    """Grouped CONV_2D -> DEPTHWISE_CONV_2D (proved output-identical) and GATHER index fixes."""
+    dw_info = {"rewritten": [], "skipped": []}
+    if cfg.depthwise:
+        before = tfl
+        tfl, dw_info = op_audit.grouped_to_depthwise(tfl)
+        if dw_info["rewritten"]:
+            v = op_audit.verify_same_outputs(before, tfl, xb[:8], tflm=cfg.tflm)
+            dw_info["verified"] = v
+            if not v["litert_ref_identical"] or not v.get("tflm_identical", True):
+                raise ValueError("grouped->depthwise rewrite changed the outputs on the reference kernels")
+    tfl, n_gather = op_audit.fix_gather_indices(tfl)
+    return tfl, dw_info, n_gather
+
+
+def _audit(tmp: Path, qat_file: bytes, calib_file: bytes) -> dict:
+    audits = {"model_int8.tflite": op_audit.audit(qat_file),
+              "model_int8_calib.tflite": op_audit.audit(calib_file)}
+    bad = [f"{k}: {a['errors'][0]}" for k, a in audits.items() if not a["ok"]]
+    if bad:
+        raise ValueError(f"op audit failed: {bad[0]}")
+    atomic_write_json(tmp / "audit.json", {k: {kk: vv for kk, vv in a.items() if kk != "op_sequence"}
+                                           for k, a in audits.items()})
+    return audits
+
+
+def _parity(cfg: ExportConfig, tmp: Path, m: QATModel, data: Path, train: WindowStore,
+            files: dict[str, bytes], names: list[str]) -> dict:
+    """Parity of every engine on held-out windows (the training split if there are none)."""
+    try:
+        held = WindowStore(data, split=cfg.parity_split)
+    except ValueError:
+        held = None
+    if held is None or len(held) == 0:
+        held, held_split = train, "train"
+    else:
+        held_split = cfg.parity_split
+    rows_sel, px = held.sample_ppg(cfg.parity_windows, cfg.seed + 1)
+    ys, _ = label_matrix(held, m.student.label_norm, m.student.model)
+    ys = ys[rows_sel]
+    labels = {HEAD_FIELDS[h]: ys[:, i] for i, h in enumerate(HEAD_NAMES) if h in REGRESSION_HEADS}
+    io_q = tff.io_binding(tff.load_model(files["qat"]))
+    pos_binding = {n: io_q["outputs"][k]["index"] for k, n in enumerate(names)}
+    par = parity.run_parity(m.student.model, m.qg, tmp / "model.onnx", files,
+                            {k: pos_binding for k in files}, px, labels, names, tflm=cfg.tflm)
+    par["split"] = held_split
+    par["summary"] = parity.summary(par)
+    parity.write_reports(par, tmp)
+    return par
+
+
+def _load(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: bool):
+    """The QAT student (refusing non-students and ops off the int8 path), the training store
+    (same signal spec) and the calibration windows."""
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: already exists (pass --overwrite to replace it)")
+    m: QATModel = load_qat_run(src)
+    train = WindowStore(data, split="train")
+    m.student.spec.check_compatible(train.spec, f"store {data}")
+    _, calib = train.sample_ppg(cfg.calib_windows, cfg.seed)
+    return m, train, calib
+
+
 def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: bool = False,
                quiet: bool = False) -> dict:
-    from training.models.student import StudentOutput
-    from training.data.store import WindowStore
-
     def say(msg):
         if not quiet:
             print(f"[export] {msg}", file=sys.stderr)
 
     t_all = time.perf_counter()
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: already exists (pass --overwrite to replace it)")
-    m: QATModel = load_qat_run(src)          # refuses non-students / ops off the int8 path
-    student, folded, qg = m.student, m.folded, m.qg
-    train = WindowStore(data, split="train")
-    if train.spec.ppg_len != student.spec.ppg_len or train.spec.ppg_fs != student.spec.ppg_fs:
-        raise ValueError(f"{data}: windows are {train.spec.ppg_fs} Hz x {train.spec.ppg_len}, the student "
-                         f"expects {student.spec.ppg_fs} Hz x {student.spec.ppg_len}")
-    calib = pick_windows(train, cfg.calib_windows, cfg.seed)
+    m, train, calib = _load(cfg, src, data, out, overwrite)
+    student = m.student
     sample = torch.from_numpy(calib[:1]).unsqueeze(1)
     names = list(StudentOutput._fields)
-    spec = quant_spec(qg, sample)
-    dep = deployable_float(folded, qg, sample)
-
+    spec = quant_spec(m.qg, sample)
+    dep = deployable_float(m.folded, m.qg, sample)
     timings: dict[str, float] = {}
     with atomic_dir(out, overwrite=overwrite) as tmp:
         t = time.perf_counter()
         export_onnx(dep, tmp / "model.onnx", student.spec.ppg_len, output_names=names)
         timings["onnx_s"] = time.perf_counter() - t
-        # the ONNX must compute what the deployable torch graph computes
         xb = calib[: cfg.bind_windows]
-        onnx_out = run_onnx(tmp / "model.onnx", xb[:, None, :])
-        with torch.no_grad():
-            dep_out = [o.numpy() for o in dep(torch.from_numpy(xb).unsqueeze(1))]
-        onnx_err = max(float(np.abs(a - b).max() / (np.abs(b).max() + 1e-6)) for a, b in zip(onnx_out, dep_out))
-        if onnx_err > 1e-3:
-            raise ValueError(f"model.onnx disagrees with the torch graph (relative error {onnx_err:.2e})")
-
+        onnx_out = _check_onnx(tmp / "model.onnx", dep, xb)
         say(f"onnx2tf on {len(calib)} calibration windows ...")
-        res = convert(tmp / "model.onnx", calib, timeout_s=cfg.timeout_s)
-        timings["onnx2tf_s"] = res.seconds
-        determinism = None
-        if cfg.check_determinism:
-            res2 = convert(tmp / "model.onnx", calib, timeout_s=cfg.timeout_s)
-            determinism = {"byte_identical": res2.tflite == res.tflite, "sha256": _sha(res.tflite)}
-            if res2.tflite != res.tflite:
-                raise ConversionError("onnx2tf output differs between two identical runs (nondeterministic)")
-
-        if cfg.keep_raw:
-            (tmp / "onnx2tf_full_integer_quant.tflite").write_bytes(res.tflite)
+        res, determinism = _convert(cfg, tmp, calib, timings)
         binding, bind_info = bind_outputs(res.tflite, onnx_out, names, xb)
-        tfl = res.tflite
-        dw_info = {"rewritten": [], "skipped": []}
-        if cfg.depthwise:
-            before = tfl
-            tfl, dw_info = op_audit.grouped_to_depthwise(tfl)
-            if dw_info["rewritten"]:
-                v = op_audit.verify_same_outputs(before, tfl, xb[:8], tflm=cfg.tflm)
-                dw_info["verified"] = v
-                if not v["litert_ref_identical"] or not v.get("tflm_identical", True):
-                    raise ValueError("grouped->depthwise rewrite changed the outputs on the reference kernels")
-        tfl, n_gather = op_audit.fix_gather_indices(tfl)
+        tfl, dw_info, n_gather = _rewrite(cfg, res.tflite, xb)
         calib_file = finalize_io(tfl, binding, names)
         # tensor indices are unchanged by the rewrites above; outputs are now in field order
         out_points = {binding[n]: spec["outputs"][n] for n in names if spec["outputs"].get(n)}
         t = time.perf_counter()
         qat_file, rng_report = qat_ranges.apply_qat_ranges(calib_file, spec, output_points=out_points)
         timings["qat_ranges_s"] = time.perf_counter() - t
-
         (tmp / "model_int8_calib.tflite").write_bytes(calib_file)
         (tmp / "model_int8.tflite").write_bytes(qat_file)
-        audits = {"model_int8.tflite": op_audit.audit(qat_file),
-                  "model_int8_calib.tflite": op_audit.audit(calib_file)}
-        bad = [f"{k}: {a['errors'][0]}" for k, a in audits.items() if not a["ok"]]
-        if bad:
-            raise ValueError(f"op audit failed: {bad[0]}")
-        atomic_write_json(tmp / "audit.json", {k: {kk: vv for kk, vv in a.items() if kk != "op_sequence"}
-                                               for k, a in audits.items()})
+        audits = _audit(tmp, qat_file, calib_file)
         atomic_write_json(tmp / "qat_ranges.json", rng_report)
-
-        extra = {"source_qat_run": str(Path(src).resolve()),
-                 "converter": {"onnx2tf_command": ["onnx2tf"] + list(res.args),
-                               "onnx2tf_version": _onnx2tf_version()}}
-        atomic_write_json(tmp / "model_int8.json",
-                          sidecar(qat_file, "model_int8.tflite", names, student,
-                                  {**extra, "quantisation": "QAT-faithful: activation ranges, weights and "
-                                   "biases from brevitas QAT"}))
-        atomic_write_json(tmp / "model_int8_calib.json",
-                          sidecar(calib_file, "model_int8_calib.tflite", names, student,
-                                  {**extra, "quantisation": "plain: TFLite calibration on store windows"}))
-
+        _write_sidecars(tmp, src, res, names, student, qat_file, calib_file)
         say("parity ...")
         t = time.perf_counter()
-        try:
-            held = WindowStore(data, split=cfg.parity_split)
-        except ValueError:
-            held = None
-        if held is None or len(held) == 0:
-            held, held_split = train, "train"
-        else:
-            held_split = cfg.parity_split
-        rows_sel = pick_rows(len(held), cfg.parity_windows, cfg.seed + 1)
-        px = np.ascontiguousarray(held.column("ppg").astype(np.float32)[rows_sel])
-        ys, _ = head_labels(held, student)
-        ys = ys[rows_sel]
-        labels = {f: ys[:, i] for i, f in enumerate(names[1:]) if f in ("hr", "rr", "sbp", "dbp")}
-        io_q = tff.io_binding(tff.load_model(qat_file))
-        pos_binding = {n: io_q["outputs"][k]["index"] for k, n in enumerate(names)}
-        par = parity.run_parity(student.model, qg, tmp / "model.onnx",
-                                {"qat": qat_file, "calib": calib_file},
-                                {"qat": pos_binding, "calib": pos_binding}, px, labels, names,
-                                tflm=cfg.tflm)
-        par["split"] = held_split
-        par["summary"] = parity.summary(par)
-        parity.write_reports(par, tmp)
+        par = _parity(cfg, tmp, m, data, train, {"qat": qat_file, "calib": calib_file}, names)
         timings["parity_s"] = time.perf_counter() - t
-
         # one self-describing file for a watch app: the sidecar also inside the .tflite metadata
         import json
         for stem in ("model_int8", "model_int8_calib"):
@@ -327,34 +321,52 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
                    "bias_saturated": rng_report["bias_saturated"]}
         timings["total_s"] = time.perf_counter() - t_all
         write_manifest(tmp, "export", to_dict(cfg),
-                       {"qat_checkpoint": str(m.student.path), "store_index": str(Path(data) / "index.json")},
+                       {"qat_checkpoint": str(student.path), "store_index": str(Path(data) / "index.json")},
                        metrics, extra={"store": str(Path(data).resolve()), "model_name": student.name,
                                        "files": {"model_int8.tflite": _sha(qat_file),
                                                  "model_int8_calib.tflite": _sha(calib_file)}})
     return metrics
 
 
+def _write_sidecars(tmp: Path, src: Path, res, names: list[str], student, qat_file: bytes,
+                    calib_file: bytes) -> None:
+    extra = {"source_qat_run": str(Path(src).resolve()),
+             "converter": {"onnx2tf_command": ["onnx2tf"] + list(res.args),
+                           "onnx2tf_version": _onnx2tf_version()}}
+    atomic_write_json(tmp / "model_int8.json",
+                      sidecar(qat_file, "model_int8.tflite", names, student,
+                              {**extra, "quantisation": "QAT-faithful: activation ranges, weights and "
+                               "biases from brevitas QAT"}))
+    atomic_write_json(tmp / "model_int8_calib.json",
+                      sidecar(calib_file, "model_int8_calib.tflite", names, student,
+                              {**extra, "quantisation": "plain: TFLite calibration on store windows"}))
+
+
+def _embed_sidecars(tmp: Path) -> tuple[bytes, bytes]:
+    """One self-describing file for a watch app: each sidecar also inside its .tflite's metadata.
+    Returns the final (model_int8, model_int8_calib) bytes."""
+    import json
+    for stem in ("model_int8", "model_int8_calib"):
+        emb, ext = tedit.embed_sidecar((tmp / f"{stem}.tflite").read_bytes(),
+                                       json.loads((tmp / f"{stem}.json").read_text()))
+        (tmp / f"{stem}.tflite").write_bytes(emb)
+        atomic_write_json(tmp / f"{stem}.json", ext)
+    return tuple((tmp / f"{stem}.tflite").read_bytes() for stem in ("model_int8", "model_int8_calib"))
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="anyppg export", description=__doc__.split("\n\n")[0])
+    p = stage_parser("anyppg export", __doc__, config_stage="export")
     p.add_argument("--from", dest="src", required=True, help="QAT run folder")
     p.add_argument("--data", required=True, help="window store (train: calibration; test: parity)")
     p.add_argument("--out", required=True, help="export folder")
-    p.add_argument("--config", default=None, help="configs/export/<name>.yaml or a path")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    try:
-        cfg = load_config(ExportConfig(), "export", args.config, args.set)
-        metrics = run_export(cfg, Path(args.src), Path(args.data), Path(args.out), args.overwrite, args.quiet)
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, ConversionError,
-            Int8PathError, StudentLoadError, qat_ranges.RangeMappingError) as e:
-        print(f"anyppg export: error: {_one_line(e)}", file=sys.stderr)
-        return 1
-    if not args.quiet:
-        print(json.dumps({"summary": metrics["summary"], "file_bytes": metrics["file_bytes"],
-                          "timings": metrics["timings"]}, indent=2, default=float))
-    return 0
+    return run_stage("anyppg export",
+                     lambda: run_export(stage_config(ExportConfig(), "export", args), Path(args.src),
+                                        Path(args.data), Path(args.out), args.overwrite, args.quiet),
+                     errors=(ConversionError, Int8PathError, StudentLoadError, qat_ranges.RangeMappingError),
+                     quiet=args.quiet, show=lambda m: {"summary": m["summary"], "file_bytes": m["file_bytes"],
+                                                       "timings": m["timings"]})
 
 
 if __name__ == "__main__":

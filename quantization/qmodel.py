@@ -43,20 +43,23 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from training.models import int8_layers as L
+
 
 class Int8PathError(ValueError):
     """The model has an op or pattern the full-int8 path cannot carry (the message names it)."""
 
 
 # ---------------------------------------------------------------------------------- op classes
-_ACT_MODULES = (nn.ReLU, nn.ReLU6)
-_PASS_MODULES = (nn.MaxPool1d, nn.Flatten)
-_DROP_MODULES = (nn.Dropout, nn.Identity)
-_ACT_FUNCS = {torch.relu: "relu", F.relu: "relu", F.relu6: "relu6"}
-_PASS_FUNCS = {torch.flatten, torch.squeeze, torch.unsqueeze, torch.reshape, F.max_pool1d}
-_ADD_FUNCS = {operator.add, operator.iadd, torch.add}
-_PASS_METHODS = {"squeeze", "unsqueeze", "view", "reshape", "flatten", "contiguous"}
-_ACT_METHODS = {"relu": "relu", "relu_": "relu"}
+# The one torch-side int8 allow-list (training.models.int8_layers), by role in the folded graph.
+_ACT_MODULES = L.ACT_MODULES
+_PASS_MODULES = L.PASS_MODULES
+_DROP_MODULES = L.DROP_MODULES
+_ACT_FUNCS = L.ACT_FUNCS
+_PASS_FUNCS = set(L.PASS_FUNCS)
+_ADD_FUNCS = set(L.ADD_FUNCS)
+_PASS_METHODS = set(L.PASS_METHODS)
+_ACT_METHODS = L.ACT_METHODS
 
 
 def _act_kind(gm: fx.GraphModule, n: fx.Node) -> str | None:
@@ -256,12 +259,12 @@ def check_int8_path(model: nn.Module) -> list[str]:
                 pad = m.padding if isinstance(m.padding, int) else m.padding[0]
                 if pad or m.ceil_mode:
                     problems.append(f"{n.target}: {type(m).__name__} with padding/ceil_mode")
-            elif not isinstance(m, (nn.Linear, *_ACT_MODULES, *_PASS_MODULES, nn.AvgPool1d)):
+            elif not isinstance(m, tuple(k for k in L.LAYER_OPS if k not in L.FOLD_MODULES + L.DROP_MODULES)):
                 problems.append(f"{n.target}: {type(m).__name__} has no int8 TFLite kernel on this "
                                 "path (allowed: Conv1d, Linear, ReLU/ReLU6, Max/AvgPool1d, Flatten, "
                                 "residual add)")
         elif n.op == "call_function":
-            ok = (n.target in _ACT_FUNCS or n.target in _PASS_FUNCS or n.target is F.avg_pool1d
+            ok = (n.target in _ACT_FUNCS or n.target in _PASS_FUNCS or n.target in L.AVG_POOL_FUNCS
                   or n.target is operator.getitem
                   or (n.target in _ADD_FUNCS and all(isinstance(a, fx.Node) for a in n.args[:2])))
             if not ok:

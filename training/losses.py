@@ -1,4 +1,5 @@
-"""Contrastive loss between PPG and ECG embeddings, with negatives from every rank."""
+"""The training losses: contrastive PPG-ECG (CLIP, negatives from every rank), feature
+distillation (cosine + MSE) and the masked per-head label losses of a student."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +8,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+
+from training.models.student import BINARY_HEADS, HEAD_NAMES
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
@@ -58,3 +61,28 @@ class ClipLoss(nn.Module):
         with torch.no_grad():
             top1 = (logits_p.argmax(dim=1) == target).float().mean()
         return ClipLossOutput(loss=loss, logits=logits_p, top1_ppg_to_ecg=top1)
+
+
+def distill_losses(a: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1 - cos) and MSE between adapted student features a and standardised teacher t (B, Dt)."""
+    cos = F.cosine_similarity(a, t, dim=1, eps=1e-6)
+    return (1 - cos).mean(), F.mse_loss(a, t)
+
+
+def head_losses(z: torch.Tensor, y: torch.Tensor, norm: dict[str, dict]) -> dict[str, torch.Tensor]:
+    """Masked per-head losses. z (B, H) standardised outputs; y (B, H) labels in label units
+    (NaN = unknown), both in HEAD_NAMES order; norm[h] has 'mean' and 'std'. MSE on standardised
+    targets (regression heads), BCE on logits (binary heads). A head with no label in the batch
+    gives 0 (still in the graph, so DDP sees every parameter used)."""
+    out = {}
+    for i, h in enumerate(HEAD_NAMES):
+        yi = y[:, i]
+        mask = torch.isfinite(yi)
+        n = mask.sum().clamp_min(1)
+        yt = torch.where(mask, yi, torch.zeros_like(yi))
+        if h in BINARY_HEADS:
+            el = F.binary_cross_entropy_with_logits(z[:, i], yt.clamp(0, 1), reduction="none")
+        else:
+            el = (z[:, i] - (yt - norm[h]["mean"]) / norm[h]["std"]) ** 2
+        out[h] = (el * mask).sum() / n
+    return out

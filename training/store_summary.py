@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from training.prepare import format_summary
+from training.data.build import format_summary
 from training.data.store import WindowStore
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from edge_runtime import tflite_file as tff
-from quantization import op_audit, qat, qat_ranges, qmodel as qm, tflite_edit as tedit
+from quantization import op_audit, qat, qat_model, qat_ranges, qmodel as qm, tflite_edit as tedit
 from quantization.onnx_export import QDQ_OPS, export_onnx, onnx_op_counts
 
 from .conftest import error_lines as _error_lines
@@ -25,7 +25,7 @@ def test_onnx_is_plain_float_not_qcdq(tmp_path, qat_run):
     onnxruntime on this toolchain). The exported graph is the BN-folded float student whose
     weights are the dequantised QAT integers; the integers come back out of TFLite's converter
     and the QAT activation ranges are written into the .tflite afterwards (qat_ranges)."""
-    m = qat.load_qat_run(qat_run)
+    m = qat_model.load_qat_run(qat_run)
     x = torch.randn(2, 1, 1250)
     dep = qm.deployable_float(m.folded, m.qg, x[:1])
     names = export_onnx(dep, tmp_path / "m.onnx", 1250)
@@ -109,7 +109,7 @@ def test_grouped_conv_rewritten_to_depthwise_bit_exact(export_dir, test_windows)
 
 
 def test_tflite_weights_are_brevitas_integers(export_dir, qat_run, test_windows):
-    m = qat.load_qat_run(qat_run)
+    m = qat_model.load_qat_run(qat_run)
     spec = qm.quant_spec(m.qg, torch.from_numpy(test_windows[:1]).unsqueeze(1))
     for f, exact in (("model_int8.tflite", True), ("model_int8_calib.tflite", False)):
         model = tff.load_model((export_dir / f).read_bytes())
@@ -140,7 +140,7 @@ def test_tflite_weights_are_brevitas_integers(export_dir, qat_run, test_windows)
 
 
 def test_qat_file_carries_the_trained_ranges(export_dir, qat_run, test_windows):
-    m = qat.load_qat_run(qat_run)
+    m = qat_model.load_qat_run(qat_run)
     spec = qm.quant_spec(m.qg, torch.from_numpy(test_windows[:1]).unsqueeze(1))
     model = tff.load_model((export_dir / "model_int8.tflite").read_bytes())
     point_of, _, _ = qat_ranges.map_tensors(model, spec)
@@ -183,12 +183,15 @@ def test_postprocessing_is_deterministic(export_dir, qat_run, test_windows):
     a, _ = op_audit.grouped_to_depthwise(raw)
     b, _ = op_audit.grouped_to_depthwise(raw)
     assert a == b
-    m = qat.load_qat_run(qat_run)
+    m = qat_model.load_qat_run(qat_run)
     spec = qm.quant_spec(m.qg, torch.from_numpy(test_windows[:1]).unsqueeze(1))
     calib = (export_dir / "model_int8_calib.tflite").read_bytes()
     x1, _ = qat_ranges.apply_qat_ranges(calib, spec)
     x2, _ = qat_ranges.apply_qat_ranges(calib, spec)
-    assert x1 == x2 == (export_dir / "model_int8.tflite").read_bytes()
+    assert x1 == x2
+    # the shipped file is that one with its sidecar embedded, and embedding is a pure function too
+    shipped, _ = tedit.embed_sidecar(x1, json.loads((export_dir / "model_int8.json").read_text()))
+    assert shipped == (export_dir / "model_int8.tflite").read_bytes()
 
 
 def test_failed_onnx2tf_leaves_no_output(tmp_path, qat_run, qstore, capsys, monkeypatch):
@@ -237,14 +240,14 @@ def test_export_refuses_gelu_before_conversion_naming_the_layer(tmp_path, qat_ru
                                                                  monkeypatch):
     from torch import nn
 
-    from quantization import export, student_io
-    real = student_io.build_student
+    from quantization import export, qat_model
+    real = qat_model.build_student
 
     def with_gelu(*a, **k):
         s = real(*a, **k)
         s.model.stages[0].block0.act = nn.GELU()
         return s
-    monkeypatch.setattr("quantization.qat.build_student", with_gelu)
+    monkeypatch.setattr("quantization.qat_model.build_student", with_gelu)
     monkeypatch.setattr(export, "convert", lambda *a, **k: pytest.fail("conversion must not start"))
     rc = export.main(["--from", str(qat_run), "--data", str(qstore), "--out", str(tmp_path / "o"), "--quiet"])
     err = _error_lines(capsys.readouterr().err)

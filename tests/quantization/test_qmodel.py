@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from quantization import qat, qmodel as qm
-from quantization.student_io import StudentLoadError, require_int8_path
+from quantization.qat_model import StudentLoadError, load_qat_run, require_int8_path
 
 from .conftest import error_lines as _error_lines, randomise_bn, write_distill_run
 
@@ -129,7 +129,7 @@ def test_qat_stage_writes_checkpoint_and_manifest(qat_run):
     man = json.loads((qat_run / "manifest.json").read_text())
     assert man["stage"] == "qat"
     assert man["metrics"]["test"]["embedding_cosine_mean"] > 0.9
-    m = qat.load_qat_run(qat_run)
+    m = load_qat_run(qat_run)
     x = torch.randn(3, 1, 1250)
     with torch.no_grad():
         out = m.qg(x)

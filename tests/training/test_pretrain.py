@@ -13,7 +13,7 @@ import torch.multiprocessing as tmp_mp
 import torch.nn.functional as F
 
 from tests.conftest import set_args
-from training import pretrain
+from training import loop, pretrain
 from training.losses import ClipLoss
 from training.models import build_model, load_encoder_checkpoint
 from training.prepare import main as prepare_main
@@ -94,8 +94,7 @@ def test_clip_loss_prefers_aligned_pairs():
 
 
 def test_lr_schedule_warmup_then_cosine():
-    cfg = pretrain.PretrainConfig(lr=1.0, warmup_steps=10)
-    lrs = [pretrain.lr_at(s, cfg, 100) for s in range(100)]
+    lrs = [loop.lr_at(s, 1.0, 10, 100) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 0.01
 
@@ -210,13 +209,13 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, monkeypa
 def test_subject_grouped_batches():
     import numpy as np
     subjects = np.repeat(np.arange(5), 20)          # 5 subjects x 20 windows
-    b = pretrain.epoch_batches(100, 8, epoch=3, seed=1, rank=0, world=1, subjects=subjects, per_subject=4)
+    b = loop.epoch_batches(100, 8, epoch=3, seed=1, rank=0, world=1, subjects=subjects, per_subject=4)
     assert len(b) == 12 and all(len(x) == 8 for x in b)
     for x in b:                                      # two groups of 4 windows of one subject each
         assert len(set(subjects[x[:4]])) == 1 and len(set(subjects[x[4:]])) == 1
     flat = [i for x in b for i in x]
     assert len(set(flat)) == len(flat)
-    assert b == pretrain.epoch_batches(100, 8, 3, 1, 0, 1, subjects, 4)        # deterministic
-    assert b != pretrain.epoch_batches(100, 8, 4, 1, 0, 1, subjects, 4)        # reshuffled per epoch
+    assert b == loop.epoch_batches(100, 8, 3, 1, 0, 1, subjects, 4)        # deterministic
+    assert b != loop.epoch_batches(100, 8, 4, 1, 0, 1, subjects, 4)        # reshuffled per epoch
     with pytest.raises(ValueError, match="multiple"):
-        pretrain.epoch_batches(100, 6, 0, 0, 0, 1, subjects, 4)
+        loop.epoch_batches(100, 6, 0, 0, 0, 1, subjects, 4)

@@ -295,3 +295,18 @@ class WindowStore:
             else:
                 parts.append(np.asarray(self._array(ci, name)))
         return np.concatenate(parts)[self.rows] if parts else np.zeros(0)
+
+    def sample_ppg(self, n: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, windows (n, Lp) float32): a seeded choice of n windows of this split, in store
+        order (all of them when n is None or the split has fewer). Calibration, parity and QAT
+        all draw their windows here, so one seed names one set of windows everywhere."""
+        x = self.column("ppg")
+        rows = sample_rows(len(x), len(x) if n is None else n, seed)
+        return rows, np.ascontiguousarray(x[rows], np.float32)
+
+
+def sample_rows(n_total: int, n: int, seed: int) -> np.ndarray:
+    """A sorted, seeded choice of n rows out of n_total (all of them if fewer)."""
+    if n_total > n:
+        return np.sort(np.random.default_rng(seed).choice(n_total, n, replace=False))
+    return np.arange(n_total)

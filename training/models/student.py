@@ -15,8 +15,8 @@ Ethos-U, Edge TPU), so the architecture is chosen for those kernels rather than 
   padding does NOT match TF SAME and would make onnx2tf insert a PAD op.)
 * Convolutions are plain (groups 1) or depthwise (groups == channels, multiplier 1); pointwise
   1x1 convs carry the channel mixing. Grouped convs (TFLM: unsupported) are not used.
-  Export the 2-D twin (`to_conv2d`, height-1 Conv2d on (B, C, 1, L), same weights and outputs):
-  onnx2tf turns a depthwise *Conv1d* into a grouped CONV_2D, the 2-D twin into DEPTHWISE_CONV_2D.
+  onnx2tf turns a depthwise Conv1d into a grouped CONV_2D; the export rewrites it to
+  DEPTHWISE_CONV_2D (`quantization.op_audit.grouped_to_depthwise`, proved output-identical).
 * Conv -> BatchNorm -> ReLU (post-activation, so every BN folds into the conv before it);
   residual adds only between equal shapes; no SE, Swish, GELU, LayerNorm, softmax, mean.
 * Global average pooling is an AvgPool1d over the static final length (TFLM's MEAN is slow).
@@ -37,23 +37,22 @@ Presets (params incl. heads and BN; MACs per 1250-sample window by training.mode
     student-m      156,054 params   3.21 M MACs  256-d
     student-tiny       542 params   0.04 M MACs   16-d   (unit tests)
 
-Float student-s -> onnx2tf (2-D twin) gives only CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, ADD,
-AVERAGE_POOL_2D, FULLY_CONNECTED and RESHAPE.
+The export of student-s holds only CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, ADD,
+AVERAGE_POOL_2D, FULLY_CONNECTED and RESHAPE. The layer check (`unsupported_op_check`) lives in
+`training.models.int8_layers`, beside the one torch-side allow-list it reads.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
-import operator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edge_runtime.spec import SPECS, SignalSpec, get_spec
 
+from .int8_layers import unsupported_op_check  # noqa: F401  (the student's layer check)
 from .registry import ModelEntry, register_model
 
 # Output heads, in StudentOutput order (after the embedding). Regression heads are in label
@@ -333,214 +332,6 @@ class StudentNet(nn.Module):
             z = self.heads[name](h).squeeze(1)          # (B, 1) -> (B,)
             outs.append(z * self.label_std[i] + self.label_mean[i])
         return StudentOutput(e, *outs)
-
-
-# --------------------------------------------------------------------------------------------
-# Op check: what the export stage calls to fail early, naming the layer
-# --------------------------------------------------------------------------------------------
-
-ALLOWED_LAYERS: tuple[type, ...] = (nn.Conv1d, nn.BatchNorm1d, nn.ReLU, nn.ReLU6, nn.MaxPool1d,
-                                    nn.AvgPool1d, nn.Linear, nn.Identity, nn.Flatten, nn.Dropout,
-                                    # the 2-D twin (`to_conv2d`): height-1 kernels only
-                                    nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d)
-_OPSET = ("Conv1d (plain or depthwise), BatchNorm1d, ReLU/ReLU6, Max/AvgPool1d, Linear, "
-          "Flatten, residual add")
-_ALLOWED_FUNCTIONS = {operator.add, operator.iadd, operator.mul, operator.getitem, getattr,
-                      torch.add, torch.mul, torch.flatten, torch.squeeze, torch.cat, torch.relu,
-                      F.relu, F.relu6}
-_ALLOWED_METHODS = {"add", "add_", "mul", "flatten", "squeeze", "unsqueeze", "view", "reshape",
-                    "relu", "relu_", "contiguous"}
-_WHY = {
-    "mean": "MEAN is slow on TFLite Micro; use AvgPool1d(kernel=final length)",
-    "size": "dynamic shapes do not export to a static int8 graph",
-    "pad": "needs a PAD op; use odd kernels with padding k//2 at stride 1, or pools",
-}
-
-
-def _last(v) -> int:
-    return int(v[-1]) if isinstance(v, (tuple, list)) else int(v)
-
-
-def _height_one(name: str, m: nn.Module) -> str | None:
-    """2-D layers of the 2-D twin: time runs along the width; the height must stay 1."""
-    k = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size, m.kernel_size)
-    s = m.stride if isinstance(m.stride, tuple) else (m.stride, m.stride)
-    p = m.padding if isinstance(m.padding, (tuple, str)) else (m.padding, m.padding)
-    if k[0] != 1 or s[0] != 1 or (not isinstance(p, str) and p[0] != 0):
-        return (f"{name}: {type(m).__name__} kernel {tuple(k)}, stride {tuple(s)}, padding {p}: a 1-D "
-                "signal as 2-D needs height-1 kernels, strides 1 and no height padding")
-    return None
-
-
-def _check_layer(name: str, m: nn.Module) -> str | None:
-    if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-        why = _height_one(name, m)
-        if why:
-            return why
-    if isinstance(m, (nn.Conv1d, nn.Conv2d)):
-        k, s, d = _last(m.kernel_size), _last(m.stride), max(m.dilation)
-        kind = type(m).__name__
-        if d != 1:
-            return f"{name}: {kind} dilation {d} (dilated convs are not int8-MCU friendly)"
-        if m.padding_mode != "zeros":
-            return f"{name}: {kind} padding_mode {m.padding_mode!r} needs a PAD op"
-        if m.groups != 1 and not (m.groups == m.in_channels == m.out_channels):
-            return (f"{name}: {kind} with groups={m.groups} ({m.in_channels} -> {m.out_channels}) is "
-                    "neither plain nor depthwise (multiplier 1); grouped convs do not run on TFLM")
-        p = m.padding
-        if isinstance(p, str):
-            if (p == "same" and s == 1 and k % 2 == 1) or p == "valid":
-                return None
-            return f"{name}: {kind} padding={p!r} with kernel {k}, stride {s} needs a PAD op"
-        p = _last(p)
-        if p == 0 or (s == 1 and k % 2 == 1 and p == k // 2):
-            return None
-        return (f"{name}: {kind} kernel {k}, stride {s}, padding {p} is neither TF 'SAME' (stride 1, "
-                f"odd kernel, padding k//2) nor 'VALID' (padding 0): onnx2tf would insert a PAD op")
-    if isinstance(m, (nn.MaxPool1d, nn.AvgPool1d, nn.MaxPool2d, nn.AvgPool2d)):
-        pad = _last(m.padding)
-        if pad != 0 or m.ceil_mode:
-            return (f"{name}: {type(m).__name__} with padding {pad}, ceil_mode {m.ceil_mode} needs a "
-                    "PAD op; pool with padding 0 on lengths the stride divides")
-        if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)) and (_last(m.dilation) != 1 or m.return_indices):
-            return f"{name}: {type(m).__name__} with dilation/return_indices is not an int8-MCU op"
-    return None
-
-
-def unsupported_op_check(model: nn.Module, allow: tuple[type, ...] = (), trace: bool = True) -> list[str]:
-    """Problems that keep `model` off int8 TFLite / TFLite Micro / Ethos-U / Edge TPU; [] if none.
-
-    Each entry names the layer ('stages.1.block0.act: GELU ...'). Two passes:
-    * modules: every leaf module must be one of ALLOWED_LAYERS (or `allow`), with settings that
-      convert without PAD ops (see `_check_layer`); containers are walked into.
-    * functions (trace=True): torch.fx traces forward and every call outside a small allowlist
-      (adds, flatten/squeeze/reshape, relu, indexing) is reported, e.g. F.gelu, torch.sigmoid,
-      x.mean(...) or x.size(); a forward that cannot be traced (data-dependent control flow) is
-      reported too. Pass trace=False for models fx cannot trace by design (e.g. brevitas
-      wrappers) and rely on the module pass.
-    """
-    problems: list[str] = []
-    allowed = ALLOWED_LAYERS + tuple(allow)
-    if isinstance(model, Student2D):
-        model = model.net     # its rank adapter is not in a graph exported from a 4-D input
-
-    def walk(mod: nn.Module, name: str):
-        if isinstance(mod, allowed):
-            why = _check_layer(name or "<model>", mod)
-            if why:
-                problems.append(why)
-            return
-        children = list(mod.named_children())
-        if not children:
-            problems.append(f"{name or '<model>'}: {type(mod).__name__} is not in the int8 MCU op set "
-                            f"({_OPSET})")
-            return
-        for cname, child in children:
-            walk(child, f"{name}.{cname}" if name else cname)
-
-    walk(model, "")
-    if not trace:
-        return problems
-    try:
-        import torch.fx
-        gm = torch.fx.symbolic_trace(model)
-    except Exception as e:   # noqa: BLE001 — any tracing failure is the finding
-        problems.append(f"<model>: forward cannot be traced to a static graph by torch.fx "
-                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
-        return problems
-    for node in gm.graph.nodes:
-        if node.op == "call_function":
-            fn = node.target
-            if fn is getattr and len(node.args) > 1 and node.args[1] in ("shape",):
-                problems.append(f"{node.name}: reads .shape ({_WHY['size']})")
-            elif isinstance(fn, type) and issubclass(fn, tuple):
-                continue        # building the NamedTuple output: no op
-            elif fn not in _ALLOWED_FUNCTIONS:
-                fname = getattr(fn, "__name__", str(fn))
-                why = _WHY.get(fname, f"not in the int8 MCU op set ({_OPSET})")
-                problems.append(f"{node.name}: function {fname} — {why}")
-        elif node.op == "call_method" and node.target not in _ALLOWED_METHODS:
-            why = _WHY.get(node.target, f"not in the int8 MCU op set ({_OPSET})")
-            problems.append(f"{node.name}: method .{node.target}() — {why}")
-    return problems
-
-
-# --------------------------------------------------------------------------------------------
-# 2-D twin for conversion
-# --------------------------------------------------------------------------------------------
-
-class Student2D(nn.Module):
-    """The same student computed with 2-D layers on (B, C, 1, L): forward((B, C, L)) gives the
-    same StudentOutput as the 1-D model it was made from (`to_conv2d`).
-
-    Export it with a 4-D example input (B, C, 1, L) (see `forward`).
-
-    Why: onnx2tf (1.29) recognises a depthwise convolution only on rank-4 tensors. A depthwise
-    Conv1d becomes a *grouped* CONV_2D in TFLite, which TFLite Micro / CMSIS-NN, Ethos-U (Vela)
-    and the Edge TPU do not run; the 2-D twin converts to DEPTHWISE_CONV_2D. Export this one.
-    """
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    @property
-    def config(self) -> StudentConfig:
-        return self.net.config
-
-    def forward(self, x: Tensor) -> StudentOutput:
-        """x: (B, C, L) or (B, C, 1, L). Export with a 4-D example input: onnx2tf's layout
-        inference mis-transposes a rank-3 input followed by an Unsqueeze."""
-        return self.net(x.unsqueeze(2) if x.dim() == 3 else x)
-
-
-def _to_2d(m: nn.Module) -> nn.Module | None:
-    if isinstance(m, nn.Conv1d):
-        c = nn.Conv2d(m.in_channels, m.out_channels, (1, m.kernel_size[0]), stride=(1, m.stride[0]),
-                      padding=(0, m.padding[0]) if not isinstance(m.padding, str) else m.padding,
-                      dilation=(1, m.dilation[0]), groups=m.groups, bias=m.bias is not None,
-                      padding_mode=m.padding_mode)
-        with torch.no_grad():
-            c.weight.copy_(m.weight.unsqueeze(2))
-            if m.bias is not None:
-                c.bias.copy_(m.bias)
-        c.weight.requires_grad_(m.weight.requires_grad)
-        return c
-    if isinstance(m, nn.BatchNorm1d):
-        b = nn.BatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
-                           track_running_stats=m.track_running_stats)
-        b.load_state_dict(m.state_dict())
-        return b
-    if isinstance(m, nn.MaxPool1d):
-        return nn.MaxPool2d((1, _last(m.kernel_size)), (1, _last(m.stride)))
-    if isinstance(m, nn.AvgPool1d):
-        return nn.AvgPool2d((1, _last(m.kernel_size)), (1, _last(m.stride)))
-    return None
-
-
-def to_conv2d(model: nn.Module) -> Student2D:
-    """A 2-D twin of a student (weights copied, original untouched), same outputs to float
-    rounding; Conv1d/BatchNorm1d/Max/AvgPool1d become height-1 2-D layers. Train mode and
-    device follow the original."""
-    net = copy.deepcopy(model)
-
-    def swap(parent: nn.Module):
-        for name, child in parent.named_children():
-            new = _to_2d(child)
-            if new is None:
-                swap(child)
-            else:
-                setattr(parent, name, new)
-
-    swap(net)
-    try:
-        p = next(model.parameters())
-        net.to(p.device)
-    except StopIteration:
-        pass
-    out = Student2D(net)
-    out.train(model.training)
-    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,9 +33,10 @@ import numpy as np
 from scipy import signal as sps
 from scipy import stats
 
-from edge_runtime.spec import FLAG_TOO_SHORT
+from edge_runtime.spec import FLAG_TOO_SHORT, SignalSpec
 
-FS = 125.0
+# Default rate of a window: the signal spec's. The probe passes its store's own rate.
+FS = SignalSpec().ppg_fs
 HR_BAND_HZ = (0.5, 3.5)
 RR_BAND_HZ = (0.1, 0.5)
 RESP_RESAMPLE_HZ = 4.0

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from anyppg.runs import CHECKPOINT, manifest_trained_on
 from edge_runtime.spec import SignalSpec
 
 
@@ -135,24 +136,11 @@ def seen_from_manifest(manifest_path: Path, _depth: int = 0) -> list[SeenData]:
     if m is None or _depth > 4:
         return []
     out = []
-    subjects = m.get("trained_on_subjects")
-    stores = m.get("store")
-    per_store = m.get("trained_on")     # a distill run: [{'store', 'subjects'}] per store
-    if isinstance(per_store, list) and all(isinstance(s, dict) for s in per_store):
-        for ent in per_store:
-            st = ent.get("store")
-            idx = _read_json(Path(st) / "index.json") if st else None
-            out.append(SeenData(st, (idx or {}).get("source"), (idx or {}).get("input"),
-                                list(ent.get("subjects") or []), str(manifest_path),
-                                str(Path(st).resolve()) if idx is not None else None))
-    elif subjects is not None or stores is not None:
-        for st in (stores if isinstance(stores, list) else [stores]):
-            source = inp = store_dir = None
-            if st:
-                idx = _read_json(Path(st) / "index.json")
-                if idx is not None:
-                    source, inp, store_dir = idx.get("source"), idx.get("input"), str(Path(st).resolve())
-            out.append(SeenData(st, source, inp, list(subjects or []), str(manifest_path), store_dir))
+    for ent in manifest_trained_on(m):
+        st = ent["store"]
+        idx = _read_json(Path(st) / "index.json") if st else None
+        out.append(SeenData(st, (idx or {}).get("source"), (idx or {}).get("input"), ent["subjects"],
+                            str(manifest_path), str(Path(st).resolve()) if idx is not None else None))
     for key in ("teacher", "teacher_run", "parent_run"):
         up = m.get(key)
         if isinstance(up, dict):
@@ -185,37 +173,16 @@ def register_loader(kind: str, matches: Callable[[str], bool], load: Callable[..
 
 
 def _torch_load(path: Path):
-    import torch
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: cannot be read with torch.load(weights_only=True): "
-                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-
-
-def _build(model_name: str, config: dict | None):
-    from training.models import build_model
-    _register_optional_models()
-    entry = build_model(model_name)
-    if config:
-        diff = {k: v for k, v in config.items() if k in entry.config and entry.config[k] != v
-                and not (isinstance(v, list) and tuple(v) == tuple(entry.config[k] or ()))}
-        if diff:
-            diff = {k: tuple(v) if isinstance(v, list) else v for k, v in diff.items()}
-            entry = build_model(model_name, **diff)
-    return entry
+    from training.checkpoint import read_torch
+    return read_torch(path)
 
 
 def _student_entry(obj: dict, origin: str):
     """A distilled student (distill/QAT checkpoint: 'model', 'model_name', 'model_config')
-    rebuilt by the quantisation toolchain's loader, wrapped as a ModelEntry."""
+    rebuilt by `training.checkpoint.build_student`, wrapped as a ModelEntry."""
     import torch
+    from training.checkpoint import build_student
     from training.models import ModelEntry
-    try:
-        from training.models.student_io import build_student
-    except ImportError as e:
-        raise ValueError(f"{origin}: a student checkpoint, but quantization.student_io is not "
-                         f"importable ({e})") from None
     st = build_student(obj, Path(origin), "float_model" if isinstance(obj.get("float_model"), dict) else "model")
     with torch.no_grad():
         d = int(st.model.eval()(torch.zeros(1, 1, st.spec.ppg_len)).embedding.shape[1])
@@ -236,7 +203,9 @@ def _from_checkpoint_obj(name: str, obj: Any, origin: str, model: str | None, se
         raise ValueError(f"{origin}: checkpoint names no model (no 'model_config.ppg_model'); "
                          "pass --model NAME for a raw state dict")
     config = (mc or {}).get("ppg_config") if not model else None
-    entry = _build(model_name, config)
+    from training.checkpoint import build_from_config
+    _register_optional_models()
+    entry = build_from_config(model_name, config)
     state = obj.get("ppg_encoder", obj) if isinstance(obj, dict) else obj
     res = load_encoder_checkpoint(entry, state)
     spec = obj.get("spec") if isinstance(obj, dict) else None
@@ -287,7 +256,7 @@ def _display_name(p: Path) -> str:
 def _load_run(spec: str, model: str | None = None, **opts) -> TorchEmbedder:
     run = Path(spec)
     ckpt = None
-    for cand in ("checkpoints/latest.pt", "checkpoints/best.pt", "checkpoint.pt", "model.pt"):
+    for cand in (str(CHECKPOINT), "checkpoints/best.pt", "checkpoint.pt", "model.pt"):
         if (run / cand).is_file():
             ckpt = run / cand
             break

@@ -36,6 +36,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from training.metrics import auroc, mae  # noqa: F401  (the probe protocol's metrics)
+
 RIDGE_ALPHAS = tuple(10.0 ** np.arange(-2, 6))      # 0.01 .. 1e5
 LOGISTIC_CS = tuple(10.0 ** np.arange(-4, 3))       # 1e-4 .. 100
 DEFAULT_FOLDS = 5
@@ -46,29 +48,6 @@ HIGHER_IS_BETTER = {"mae": False, "rmse": False, "auroc": True, "f1": True, "mac
 
 
 # --------------------------------------------------------------------------- fast metrics
-def mae(y, p) -> float:
-    return float(np.mean(np.abs(np.asarray(p, float) - np.asarray(y, float))))
-
-
-def auroc(y, s) -> float:
-    """Area under the ROC curve via the Mann-Whitney U statistic (ties get half credit).
-    NaN when y holds one class only."""
-    y = np.asarray(y).astype(bool)
-    s = np.asarray(s, float)
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ss = s[order]
-    ranks = np.empty(len(s), float)
-    # average ranks of ties
-    _, first, counts = np.unique(ss, return_index=True, return_counts=True)
-    avg = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
-
-
 def binary_f1(y, yhat) -> float:
     y = np.asarray(y).astype(bool)
     yhat = np.asarray(yhat).astype(bool)

@@ -1,9 +1,13 @@
-"""Load a student from a distill or QAT run folder (used by probes, benchmarks and quantisation).
+"""Run folders and self-describing checkpoints: where a stage's output lives, how a checkpoint
+becomes a model again, and what data a run saw.
 
-A distill run's `checkpoints/latest.pt` holds 'model' (the student's state dict), 'model_name'
-(a registered student-*), 'model_config' (its StudentConfig under 'ppg_config', or the config
-itself), 'spec' and 'label_norm'. A QAT run's checkpoint additionally holds the brevitas
-state ('model') and keeps the float student under 'float_model'.
+A run folder holds `manifest.json` and `checkpoints/latest.pt`. A checkpoint names its model:
+a pretrain run's 'model_config' has 'ppg_model' + 'ppg_config' (the PPG encoder under
+'ppg_encoder'); a distill run's has 'model_name' (a registered student-*), 'model_config'
+(its StudentConfig under 'ppg_config'), 'model' (the state dict), 'spec' and 'label_norm'; a QAT
+run keeps the brevitas state under 'model' and the float student under 'float_model'.
+A manifest says which subjects a run trained on: 'trained_on' ([{'store', 'subjects'}] per
+store) or 'store' + 'trained_on_subjects'.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from anyppg.runs import CHECKPOINT, manifest_trained_on, read_manifest
 from edge_runtime.spec import SignalSpec
 
 
@@ -23,25 +28,65 @@ class StudentLoadError(ValueError):
 
 
 def checkpoint_path(run: str | Path) -> Path:
+    """A run folder's checkpoints/latest.pt, or the file itself."""
     p = Path(run)
     if p.is_file():
         return p
-    c = p / "checkpoints" / "latest.pt"
+    c = p / CHECKPOINT
     if not c.is_file():
-        raise FileNotFoundError(f"{p}: no checkpoints/latest.pt (is it a run folder?)")
+        raise FileNotFoundError(f"{p}: no {CHECKPOINT} (is it a run folder?)")
     return c
 
 
-def load_checkpoint(run: str | Path) -> tuple[dict, Path]:
-    path = checkpoint_path(run)
+def run_of(ckpt: Path) -> Path | None:
+    """The run folder a checkpoint file sits in (None if it is not inside one)."""
+    ckpt = Path(ckpt)
+    if ckpt.parent.name == CHECKPOINT.parent.name and (ckpt.parent.parent / "manifest.json").is_file():
+        return ckpt.parent.parent
+    return None
+
+
+def read_torch(path: Path, error: type[Exception] = ValueError, what: str = "") -> Any:
+    """torch.load(weights_only=True) onto the CPU; one-line `error` for anything unreadable."""
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise StudentLoadError(f"{path}: unreadable checkpoint ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 — pickles, corrupt files, non-torch files
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise error(f"{what}{path}: not a torch checkpoint readable with weights_only=True "
+                    f"({type(e).__name__}: {first})") from None
+
+
+def load_checkpoint(run: str | Path) -> tuple[dict, Path]:
+    """(checkpoint dict, its path) of a run folder or checkpoint file."""
+    path = checkpoint_path(run)
+    ck = read_torch(path, StudentLoadError)
     if not isinstance(ck, dict):
         raise StudentLoadError(f"{path}: not a self-describing checkpoint (a raw state dict?)")
     return ck, path
+
+
+def build_from_config(name: str, saved: dict | None):
+    """Registry model `name`, with the fields of a saved config that differ from its defaults
+    (a non-default config of a registered architecture)."""
+    from training.models import build_model
+    entry = build_model(name)
+    if isinstance(saved, dict):
+        diff = {k: v for k, v in saved.items() if k in entry.config and entry.config[k] != v
+                and not (isinstance(v, list) and tuple(v) == tuple(entry.config[k] or ()))}
+        if diff:
+            entry = build_model(name, **{k: tuple(v) if isinstance(v, list) else v for k, v in diff.items()})
+    return entry
+
+
+def trained_on(run: str | Path | None) -> list[dict]:
+    """[{'store', 'subjects'}] a run's manifest says it trained on ([] if none or unreadable)."""
+    if run is None:
+        return []
+    try:
+        m = read_manifest(run)
+    except (FileNotFoundError, ValueError):
+        return []
+    return manifest_trained_on(m)
 
 
 @dataclass
