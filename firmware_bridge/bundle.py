@@ -120,6 +120,15 @@ def object_sizes(sources: list[Path], include: list[Path], board: str) -> dict[s
     return out
 
 
+def state_ram(include: list[Path], board: str) -> int:
+    """sizeof(anyppg_dsp_t) + sizeof(anyppg_dsp_window_t) for `board`, from a probe object."""
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "anyppg_dsp_probe.c"
+        probe.write_text('#include "anyppg_dsp.h"\nanyppg_dsp_t anyppg_probe_state;\n'
+                         "anyppg_dsp_window_t anyppg_probe_window;\n")
+        return object_sizes([probe], include, board)[probe.name]["bss"]
+
+
 def measure(bundle: Path, board: str) -> dict:
     """Flash/RAM of the bundle's parts and of the linked example for the Cortex-M4F."""
     src = bundle / "src"
@@ -137,7 +146,8 @@ def measure(bundle: Path, board: str) -> dict:
                              Path(tmp) / "example.elf", board, include_dirs=[src],
                              cflags=["-Werror", "-ffp-contract=off"])
         linked = qemu.elf_size(elf)
-    return {"board": board, "objects": objs, "parts": parts, "example_elf": linked}
+    return {"board": board, "objects": objs, "parts": parts, "example_elf": linked,
+            "preprocessing_state_ram": state_ram([src], board)}
 
 
 def _size_table(sizes: dict | None) -> str:
@@ -151,7 +161,9 @@ def _size_table(sizes: dict | None) -> str:
     rows.append(f"| example firmware (all of src/ but the TFLM array, + newlib printf) | "
                 f"{e['text']} | {e['data']} | {e['bss']} |")
     return (f"Measured with arm-none-eabi-gcc -O2 for {sizes['board']} (Cortex-M4F, hard float), "
-            "bytes:\n\n" + "\n".join(rows))
+            "bytes:\n\n" + "\n".join(rows) + "\n\nThe preprocessing's state and one window "
+            f"(`anyppg_dsp_t` + `anyppg_dsp_window_t`, yours to place): "
+            f"{sizes['preprocessing_state_ram']} bytes of RAM.")
 
 
 def write_bundle(tmp: Path, model: bytes, sidecar: dict, cfg: FirmwareConfig, fs: float) -> dict:
@@ -190,8 +202,7 @@ def make_bundle(src: Path, out: Path, cfg: FirmwareConfig, overwrite: bool = Fal
             sensor_fs=f"{fs:g}", ppg_fs=f"{spec.ppg_fs:g}", window=k.window, hop=k.hop,
             up=k.up, down=k.down, student=sidecar.get("student", "?"),
             sha256=sidecar.get("sha256", "?"), size_table=_size_table(sizes),
-            outputs=", ".join(f"`{o['name']}` ({o.get('unit', '')})" for o in sidecar.get("outputs", [])),
-            dsp_bytes=f"{sizes['parts']['preprocessing']['bss']}" if sizes else "see the table")
+            outputs=", ".join(f"`{o['name']}` ({o.get('unit', '')})" for o in sidecar.get("outputs", [])))
         (tmp / "README.md").write_text(readme)
         metrics = {"sensor_fs": fs, "sizes": sizes, **facts}
         write_manifest(tmp, "firmware", asdict(cfg), {"model": str(tfl), "sidecar": str(side)},
