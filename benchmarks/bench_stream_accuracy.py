@@ -119,20 +119,19 @@ def troika_rows(model: EdgeModel, student, teacher, ridge, root: Path) -> dict[s
 def liu_rows(model: EdgeModel, student, root: Path, max_segments: int | None = None) -> dict[str, Any]:
     from training.data.readers import liu2022
     zs, af, p = [], [], []
-    for unit in liu2022.discover(root):
-        for rec in liu2022.read_unit(unit):
-            sig = rec.signals["ppg"]
-            L = int(round(rec.segment_s * sig.fs))
-            for k, lab in enumerate(rec.window_labels["af"]):
-                res, _ = run_recording(model, sig.data[k * L:(k + 1) * L], sig.fs, keep_z=True,
-                                       infer_flagged=True)
-                if not res:
-                    continue
-                zs.append(res[0].z)
-                af.append(bool(lab))
-                p.append(readout(model.run(res[0].z))["af_prob"])
-                if max_segments and len(zs) >= max_segments:
-                    break
+    segs = [(rec, k, lab) for unit in liu2022.discover(root) for rec in liu2022.read_unit(unit)
+            for k, lab in enumerate(rec.window_labels["af"])]
+    if max_segments and len(segs) > max_segments:      # an even spread over files and rhythms
+        segs = [segs[i] for i in np.linspace(0, len(segs) - 1, max_segments).astype(int)]
+    for rec, k, lab in segs:
+        sig = rec.signals["ppg"]
+        L = int(round(rec.segment_s * sig.fs))
+        res, _ = run_recording(model, sig.data[k * L:(k + 1) * L], sig.fs, keep_z=True,
+                               infer_flagged=True)
+        if res:
+            zs.append(res[0].z)
+            af.append(bool(lab))
+            p.append(readout(model.run(res[0].z))["af_prob"])
     z, af, p = np.stack(zs), np.asarray(af), np.asarray(p, float)
     row = {"task": "liu-af (AF vs other rhythms)", "metric": "AUROC", "windows": int(len(z)),
            "int8_runtime": _auroc(af, p)}

@@ -28,12 +28,17 @@ def litert(src: str | Path | bytes, ref: bool = False, preserve: bool = False, t
 
 
 def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """float -> int8 with TFLite's rounding (half away from zero) and saturation."""
-    q = np.round(np.asarray(x, np.float64) / scale)   # numpy rounds half to even
-    frac = np.asarray(x, np.float64) / scale
-    ties = np.abs(frac - np.trunc(frac)) == 0.5
-    q = np.where(ties, np.trunc(frac) + np.sign(frac), q)
-    return np.clip(q + zero_point, -128, 127).astype(np.int8)
+    """float -> int8 with TFLite's rounding (half away from zero) and saturation.
+
+    v = x / scale in float64; numpy's rint rounds ties to even, so exact ties (rare) are fixed
+    up to trunc(v) + sign(v); everything else is rint(v)."""
+    v = np.divide(x, scale, dtype=np.float64)
+    q = np.rint(v)
+    tie = np.abs(v - q) == 0.5
+    if tie.any():
+        q[tie] = np.trunc(v[tie]) + np.sign(v[tie])
+    q += zero_point
+    return np.clip(q, -128, 127, out=q).astype(np.int8)
 
 
 def run_int8(it, x: np.ndarray) -> list[np.ndarray]:
