@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .accel import AccelChannel
 from .model import EdgeModel, readout
 from .preprocess import window_features
 from .resample import StreamResampler
@@ -44,6 +45,7 @@ class WindowResult:
     values: dict[str, float] = field(default_factory=dict)
     embedding: np.ndarray | None = None
     z: np.ndarray | None = field(default=None, repr=False)     # the model input (L,) float32
+    accel: np.ndarray | None = field(default=None, repr=False)  # accel model input (L, 3)
 
     def row(self) -> dict[str, Any]:
         return {"window": self.index, "t_start_s": self.t_start, "t_end_s": self.t_end,
@@ -97,13 +99,15 @@ class PPGStream:
     rate and timestamp policy). `model=None` gives windows and flags without inference."""
 
     def __init__(self, model: EdgeModel | None, fs: float, spec: SignalSpec | None = None,
-                 hop_s: float | None = None, keep_z: bool = False, infer_flagged: bool = False):
+                 hop_s: float | None = None, keep_z: bool = False, infer_flagged: bool = False,
+                 accel: bool = False):
         self.model = model
         self.spec = spec or (model.spec if model is not None else SignalSpec())
-        if model is not None and "accel" in model.inputs:
-            raise InputError(f"{model.name} takes an 'accel' input; this runtime streams PPG only")
         self.plan: RatePlan = plan_rate(fs, self.spec.ppg_fs, self.spec.ppg_band_hz[1])
         fs_nom = self.plan.nominal_hz
+        # accel is carried when the model takes it (or asked for, to see its windows)
+        self.accel = (AccelChannel(fs_nom, self.spec.ppg_fs)
+                      if accel or (model is not None and "accel" in model.inputs) else None)
         self.resampler = StreamResampler(fs_nom, self.spec.ppg_fs)
         self.up, self.down = self.resampler.up, self.resampler.down
         self.runs = ConstantRuns(max(2, int(round(self.spec.flat_run_s * fs_nom))))
@@ -126,9 +130,10 @@ class PPGStream:
         self.need_in = self._inputs_needed(self.win - 1)
 
     # ------------------------------------------------------------------ input
-    def push(self, samples, timestamps=None) -> list[WindowResult]:
-        """Feed raw samples (T,) (and their timestamps in seconds, (T,)); returns the windows
-        completed by them. A zero-length chunk returns []."""
+    def push(self, samples, timestamps=None, accel=None) -> list[WindowResult]:
+        """Feed raw samples (T,) (and their timestamps in seconds, (T,); accelerometer (T, 3)
+        when the model takes it); returns the windows completed by them. A zero-length chunk
+        returns []."""
         if self.closed:
             raise InputError("stream is closed")
         x = np.asarray(samples, dtype=np.float64).reshape(-1)
@@ -140,6 +145,11 @@ class PPGStream:
             self.timestamped = timestamps is not None
             if self.timestamped:
                 self.clock = GridClock(self.plan.nominal_hz)
+        if self.accel is not None:
+            if accel is None:
+                raise InputError("this model takes an 'accel' input: push accel=(T, 3) with every chunk")
+            self.accel.push(self.accel.check(accel, len(x)),
+                            None if timestamps is None else np.asarray(timestamps, np.float64).reshape(-1))
         if self.clock is not None:
             x = self.clock.push(x, np.asarray(timestamps, np.float64).reshape(-1))
             self.t0 = self.clock.t0
@@ -154,6 +164,8 @@ class PPGStream:
         self.pending, self.pending_n = [], 0
         self.runs.push(x)
         y, m = self.resampler.push(x)
+        if self.accel is not None:
+            self.accel.process()
         out = self._take(y, m)
         self.need_in = self._inputs_needed(self.next_start + self.win - 1)
         return out
@@ -171,6 +183,8 @@ class PPGStream:
             return []
         res = self._process() if self.pending else []
         y, m = self.resampler.flush()
+        if self.accel is not None:
+            self.accel.process(flush=True)
         self.runs.close()
         res += self._take(y, m)
         self.closed = True
@@ -207,19 +221,23 @@ class PPGStream:
         z, flags = window_features(self.y[a:a + self.win][None], self.miss[a:a + self.win][None],
                                    self._flat(s)[None], self.spec)
         z, flags = z[0], int(flags[0])
+        acc = None
+        if self.accel is not None:
+            acc, acc_missing = self.accel.window(s, self.win, self.spec.zscore_eps)
+            flags |= FLAG_NAN_GAP if acc_missing else 0
         t_start = self.t0 + s / self.spec.ppg_fs
         r = WindowResult(self.n_windows, t_start, t_start + self.win / self.spec.ppg_fs, flags,
                          "ok", flag_names(flags & LOW_QUALITY_FLAGS),
-                         z=z if self.keep_z else None)
+                         z=z if self.keep_z else None, accel=acc if self.keep_z else None)
         self.n_windows += 1
         if r.reasons:
             r.status = "low_quality"
         if self.model is not None and (not r.reasons or self.infer_flagged):
-            self._infer(r, z)
+            self._infer(r, z, acc)
         return r
 
-    def _infer(self, r: WindowResult, z: np.ndarray) -> None:
-        vals = readout(self.model.run(z))
+    def _infer(self, r: WindowResult, z: np.ndarray, acc: np.ndarray | None) -> None:
+        vals = readout(self.model.run(z, acc if "accel" in self.model.inputs else None))
         dec = self.model.decision
         emb = vals.pop("embedding", None)
         if "quality_prob" in vals and vals["quality_prob"] < dec["quality_min_prob"]:
@@ -239,6 +257,8 @@ class PPGStream:
             self.y, self.miss = self.y[drop:], self.miss[drop:]
             self.y_start += drop
         self.runs.trim(max(0, self.next_start * self.down // self.up - 1))
+        if self.accel is not None:
+            self.accel.trim(self.next_start)
 
 
 def run_recording(model: EdgeModel | None, x: np.ndarray, fs: float,

@@ -157,3 +157,28 @@ print(len(mods))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert int(r.stdout.strip()) >= 12
+
+
+def test_accelerometer_rides_on_the_ppg_windows():
+    fs = 64.0
+    x = sensor(fs, 32)
+    t = np.arange(len(x)) / fs
+    acc = np.stack([np.sin(2 * np.pi * 1.5 * t), 0.2 * np.cos(2 * np.pi * 3 * t), 1.0 + 0.01 * t], axis=1)
+    acc[int(fs * 15), 1] = np.nan                  # window 1 misses one accel sample
+    s = PPGStream(None, fs, keep_z=True, accel=True)
+    out = []
+    for i in range(0, len(x), 100):
+        out += s.push(x[i:i + 100], accel=acc[i:i + 100])
+    out += s.close()
+    s2 = PPGStream(None, fs, keep_z=True, accel=True)
+    ref = s2.push(x, accel=acc) + s2.close()
+    assert len(out) == len(ref) == 3
+    for a, b in zip(out, ref):
+        assert a.accel.shape == (1250, 3) and np.array_equal(a.accel, b.accel)
+        np.testing.assert_allclose(a.accel.mean(axis=0), 0, atol=1e-5)
+        np.testing.assert_allclose(a.accel.std(axis=0), 1, atol=1e-3)
+    assert [bool(r.flags & FLAG_NAN_GAP) for r in out] == [False, True, False]
+    with pytest.raises(InputError, match=r"\(T, 3\)"):
+        PPGStream(None, fs, accel=True).push(x[:10], accel=acc[:9])
+    with pytest.raises(InputError, match="accel"):
+        PPGStream(None, fs, accel=True).push(x[:10])
