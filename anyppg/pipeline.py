@@ -31,7 +31,8 @@ afresh; finished stages are not redone.
 
 --from-stage S reruns S and every stage after it even if unchanged; --until-stage S stops
 after S. `--set key=value` overrides the pipeline config (`teacher_checkpoint=PATH`,
-`pretrain.config=NAME`, `distill.set.max_steps=50`, `probe.args=[...]`, `data.input=...`).
+`pretrain.config=NAME`, `distill.set.max_steps=50`, `probe.args=[...]`, `data.input=...`);
+'{data_root}' in data.input or a stage's args is replaced by --data-root.
 """
 from __future__ import annotations
 
@@ -153,8 +154,13 @@ def _stage_opts(sc: StageConfig, quiet: bool = True) -> list[str]:
     return opts + list(sc.args) + (["--quiet"] if quiet and "--quiet" not in sc.args else [])
 
 
+def _with_data_root(argv: list[str], ctx: Ctx) -> list[str]:
+    """'{data_root}' in any argument (data.input, a stage's args) becomes the data root."""
+    return [a.replace("{data_root}", str(ctx.data_root)) for a in argv]
+
+
 def _data_input(ctx: Ctx) -> str:
-    return ctx.cfg.data.input.replace("{data_root}", str(ctx.data_root))
+    return _with_data_root([ctx.cfg.data.input], ctx)[0]
 
 
 def _teacher_input(ctx: Ctx) -> dict[str, Path]:
@@ -447,7 +453,7 @@ class Pipeline:
             self.log(f"{tag} not run: {reason}")
             self.record(st.name, status="not run", reason=reason, action=None)
             return "not run"
-        argv = st.build(self.ctx)
+        argv = _with_data_root(st.build(self.ctx), self.ctx)
         inputs = {d: self.state["stages"][d]["output_digest"] for d in st.deps}
         for role, p in st.extra_inputs(self.ctx).items():
             if not p.exists():

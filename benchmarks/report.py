@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -123,18 +122,16 @@ def _accuracy_rows(f: Facts) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def _bench_latency(f: Facts, pattern: str, exclude: str | None = None) -> str:
-    raw = f.bench.get("raw")
-    if raw is None:
+def _bench_latency(f: Facts, label_pattern: str) -> str:
+    if not f.bench:
         return NOT_RUN
-    hit = rd.find_number(raw, pattern, r"p50|median", exclude=exclude)
-    if not hit:
+    row = rd.bench_latency(f.bench, label_pattern)
+    if row is None:
         return NOT_MEASURED
-    key = hit[1].lower()
-    us = hit[0] if "us" in key else hit[0] * 1e3 if "ms" in key else hit[0] * 1e6 if re.search(r"(^|_)s($|\.)", key) else None
-    if us is None:
-        return f"{hit[0]:.3g} (p50, unit not stated: {hit[1]})"
-    return f"{us:.0f} us (p50)" if us < 1000 else f"{us / 1e3:.1f} ms (p50)"
+    if "error" in row:
+        return f"{NOT_MEASURED} ({row['error']})"[:80]
+    us = float(row["p50_us"])
+    return (f"{us:.0f} us" if us < 1000 else f"{us / 1e3:.1f} ms") + " (p50, 1 thread)"
 
 
 def _cost_rows(f: Facts) -> list[tuple[str, list[str]]]:
@@ -164,9 +161,9 @@ def _cost_rows(f: Facts) -> list[tuple[str, list[str]]]:
                    miss(4, _kb(mc["flash_bytes"]) if mc.get("flash_bytes") else NOT_MEASURED)]),
         ("RAM", [NA, NA, NA, miss(3, _kb(fw["arena"]) + " arena" if fw.get("arena") else NOT_MEASURED),
                  miss(4, _kb(mc["ram_bytes"]) + " (static + stack)" if mc.get("ram_bytes") else NOT_MEASURED)]),
-        ("latency per window", [_bench_latency(f, r"teacher"), _bench_latency(f, r"float|torch", r"teacher"),
-                                _bench_latency(f, r"xnnpack|litert|int8"),
-                                miss(3, _bench_latency(f, r"(^|[._])c([._]|$)|host_c|c_host")),
+        ("latency per window", [_bench_latency(f, r"run's teacher"), _bench_latency(f, r"float student"),
+                                _bench_latency(f, r"xnnpack, 1 thread"),
+                                miss(3, NOT_MEASURED),
                                 miss(4, _m4_latency(mc))]),
         ("instructions per window", [NA, NA, NA, NA,
                                      miss(4, _instr(mc))]),
@@ -206,11 +203,35 @@ def stage_rows(f: Facts) -> list[list[str]]:
     return out
 
 
+def _headline(f: Facts) -> str:
+    hl = f.bench.get("headline") or {}
+    parts = [f"{k.replace('_', ' ')}: {v:,.1f}x" if "speedup" in k else f"{k.replace('_', ' ')}: {v:,.0f}"
+             for k, v in hl.items() if isinstance(v, (int, float))]
+    la = f.bench.get("load_average")
+    return ("Bench headline: " + "; ".join(parts) + "." if parts else "") + \
+        (f" Load average while it ran: {', '.join(f'{x:.1f}' for x in la)}." if la else "")
+
+
 def _timing(f: Facts) -> str:
     secs = [s.get("seconds") for s in f.stages.values() if isinstance(s.get("seconds"), (int, float))]
     last = f.state.get("last_run_seconds")
     return (f"Stage times add up to {sum(secs):.0f} s" if secs else "No stage times recorded") + \
         (f"; the last `anyppg pipeline` run took {last:.0f} s (skipped stages cost nothing)." if last else ".")
+
+
+def bench_accuracy_rows(f: Facts) -> tuple[list[str], list[list[str]]]:
+    """The bench stage's accuracy through the edge runtime, one row per task, columns as it wrote them."""
+    rows = f.bench.get("accuracy") or []
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("task", "metric", "windows")]
+    out = []
+    for r in rows:
+        cells = [str(r.get("task")), str(r.get("metric", "")), str(r.get("windows", ""))]
+        for k in keys:
+            v = r.get(k)
+            cells.append(NOT_MEASURED if v is None or (isinstance(v, float) and v != v) else
+                         f"{v:.3f}" if isinstance(v, float) else str(v))
+        out.append(cells)
+    return ["task", "metric", "windows", *keys], out
 
 
 def probe_rows(f: Facts) -> list[list[str]]:
@@ -282,6 +303,10 @@ def render(f: Facts, figs: dict[str, Path | None]) -> tuple[str, str]:
     if f.probe.get("tasks"):
         md += ["## Teacher probes", "", md_table(["task", "metric", f"teacher ({f.probe.get('encoder')})",
                                                   "baselines"], probe_rows(f)), ""]
+    bh, br = bench_accuracy_rows(f)
+    if br:
+        md += ["## Accuracy through the edge runtime (bench stage)", "", md_table(bh, br), "",
+               _headline(f), ""]
     md += ["## Figures", ""]
     for t, p, why in figl:
         md += [f"### {t}", "", f"![{t}]({p.relative_to(f.run)})" if p and p.is_file() else f"_{NOT_RUN}: {why}_", ""]
@@ -292,6 +317,9 @@ def render(f: Facts, figs: dict[str, Path | None]) -> tuple[str, str]:
          f"<p>{html.escape(_timing(f))}</p>"]
     if f.probe.get("tasks"):
         h += ["<h2>Teacher probes</h2>", html_table(["task", "metric", "teacher", "baselines"], probe_rows(f), "probe")]
+    if br:
+        h += ["<h2>Accuracy through the edge runtime (bench stage)</h2>", html_table(bh, br, "bench"),
+              f"<p>{html.escape(_headline(f))}</p>"]
     h.append("<h2>Figures</h2><div class='figs'>")
     for t, p, why in figl:
         if p and p.is_file():
@@ -315,7 +343,7 @@ figure.missing{padding:20px;color:#a33}"""
 
 def write_report(run: Path, evaluate: bool = True) -> Path:
     f = Facts(run, evaluate=evaluate)
-    figs = report_figures.all_figures(run, f.eval, f.bench.get("raw"))
+    figs = report_figures.all_figures(run, f.eval, f.bench)
     md, page = render(f, figs)
     atomic_write_text(run / "report.md", md)
     atomic_write_text(run / "report.html", page)

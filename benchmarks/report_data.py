@@ -21,10 +21,11 @@ checklist of the stages' output formats):
                     flash_bytes, ram_bytes, bit_exact, preprocessing_exact}; assumptions
                     {clock_hz, cycles_per_instruction}; speedup_vs_tflm_cmsis_nn;
                     ethos_u55.{time_us, cpu_ops}
-    bench           results.json: latency per engine (p50/p99 and samples if present), accuracy
+    bench           results.json latency[].{model (label), p50_us, p99_us, samples_us, peak_rss_mb, error};
+                    accuracy[].{task, metric, windows, int8_runtime, float_student, teacher_ridge, ...};
+                    headline (speed-up ratios, real-time factors); load_average; latency.png
 
-The bench format was not settled when this was written: `find_number` and `find_flag` look its
-keys up by name anywhere in the JSON, so a renamed nesting still reads.
+`find_flag` looks a flag up by name anywhere in a JSON, so a renamed nesting still reads.
 """
 from __future__ import annotations
 
@@ -224,7 +225,19 @@ def mcu_facts(run: Path) -> dict[str, Any]:
 
 
 def bench_facts(run: Path) -> dict[str, Any]:
+    """results.json of `anyppg bench`: latency rows by model label, accuracy rows, headline ratios."""
     r = read_json(run / "bench" / "results.json")
-    if r is None:
+    if not isinstance(r, dict):
         return {}
-    return {"raw": r}
+    lat = {row["model"]: row for row in r.get("latency") or [] if isinstance(row, dict) and row.get("model")}
+    acc = [row for row in r.get("accuracy") or [] if isinstance(row, dict) and row.get("task")]
+    return {"raw": r, "latency": lat, "accuracy": acc, "headline": r.get("headline") or {},
+            "load_average": r.get("load_average"), "png": run / "bench" / "latency.png"}
+
+
+def bench_latency(bench: dict, label_pattern: str) -> dict | None:
+    """The latency row whose model label matches the regex (None when absent or errored)."""
+    for label, row in (bench.get("latency") or {}).items():
+        if re.search(label_pattern, label, re.I):
+            return row if "p50_us" in row else {"error": row.get("error", "no p50_us")}
+    return None

@@ -67,35 +67,22 @@ def coverage(ev: dict[str, Any], out: Path) -> Path | None:
     return _save(fig, out / "coverage.png")
 
 
-def latency_samples(results: Any) -> dict[str, np.ndarray]:
-    """Per-window latency samples in the bench results: lists of >= 10 numbers under a key that
-    names latency or time (keyed by the path above them)."""
-    out = {}
-
-    def visit(o, path):
-        if isinstance(o, dict):
-            for k, v in o.items():
-                visit(v, path + (str(k),))
-        elif isinstance(o, list) and len(o) >= 10 and all(isinstance(v, (int, float)) for v in o):
-            key = ".".join(path).lower()
-            if any(w in key for w in ("lat", "time", "_us", "_ms", "samples")):
-                out[".".join(path)] = np.asarray(o, float)
-    visit(results, ())
-    return out
-
-
-def latency(results: Any, out: Path) -> Path | None:
-    samples = latency_samples(results) if results is not None else {}
-    if not samples:
+def latency(bench: dict[str, Any], out: Path) -> Path | None:
+    """Histogram of the per-window latency samples of every model the bench stage timed."""
+    rows = {k: np.asarray(r["samples_us"], float) for k, r in (bench.get("latency") or {}).items()
+            if isinstance(r.get("samples_us"), list) and len(r["samples_us"]) >= 5}
+    if not rows:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.0, 3.4))
-    for k, v in list(samples.items())[:8]:
-        ax.hist(v, bins=40, histtype="step", lw=1.5, label=k[-40:])
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    lo, hi = min(v.min() for v in rows.values()), max(v.max() for v in rows.values())
+    bins = np.logspace(np.log10(max(lo, 1e-3)), np.log10(hi), 60)
+    for k, v in rows.items():
+        ax.hist(v, bins=bins, histtype="step", lw=1.8, label=f"{k} (p50 {np.median(v):,.0f} us)")
     ax.set_xscale("log")
-    ax.set_xlabel("latency per window (units as in results.json)")
+    ax.set_xlabel("latency per window, us (batch 1)")
     ax.set_ylabel("windows")
-    ax.set_title("latency distribution (bench stage)")
+    ax.set_title("latency distribution (bench stage, same windows)")
     ax.legend(fontsize=7)
     return _save(fig, out / "latency.png")
 
@@ -129,9 +116,9 @@ def window(store: Path, out: Path) -> Path | None:
     return _save(fig, out / "window.png")
 
 
-def all_figures(run: Path, ev: dict[str, Any], bench_results: Any) -> dict[str, Path | None]:
+def all_figures(run: Path, ev: dict[str, Any], bench: dict[str, Any]) -> dict[str, Path | None]:
     out = run / "figures"
     out.mkdir(parents=True, exist_ok=True)
     return {"training_curves": training_curves(run, out), "coverage": coverage(ev, out),
-            "latency": latency(bench_results, out), "window": window(run / "store", out)}
+            "latency": latency(bench, out), "window": window(run / "store", out)}
 
