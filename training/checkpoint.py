@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from anyppg.runs import CHECKPOINT, manifest_trained_on, read_manifest
+from anyppg.stage import one_line
 from edge_runtime.spec import SignalSpec
 
 
@@ -51,9 +52,8 @@ def read_torch(path: Path, error: type[Exception] = ValueError, what: str = "") 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 — pickles, corrupt files, non-torch files
-        first = str(e).splitlines()[0] if str(e) else ""
         raise error(f"{what}{path}: not a torch checkpoint readable with weights_only=True "
-                    f"({type(e).__name__}: {first})") from None
+                    f"({type(e).__name__}: {one_line(e)})") from None
 
 
 def load_checkpoint(run: str | Path) -> tuple[dict, Path]:

@@ -1,12 +1,12 @@
 """`anyppg data summary STORE`: what a window store holds, per split and per label."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import numpy as np
 
+from anyppg.stage import run_stage, stage_parser
 from training.data.build import format_summary
 from training.data.store import WindowStore
 
@@ -24,21 +24,18 @@ def label_table(store: WindowStore) -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="anyppg data summary")
+    p = stage_parser("anyppg data summary", __doc__, quiet=False)
     p.add_argument("store")
     p.add_argument("--json", action="store_true", help="print index.json instead")
     args = p.parse_args(argv)
-    try:
+
+    def body() -> str:
         store = WindowStore(args.store)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"anyppg data summary: error: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(store.index, indent=2))
-        return 0
-    print(format_summary(store.index))
-    print("\n".join(label_table(store)))
-    return 0
+        if args.json:
+            return json.dumps(store.index, indent=2)
+        return format_summary(store.index) + "\n" + "\n".join(label_table(store))
+
+    return run_stage("anyppg data summary", body, error_rc=2)
 
 
 if __name__ == "__main__":

@@ -200,7 +200,10 @@ def test_failed_onnx2tf_leaves_no_output(tmp_path, qat_run, qstore, capsys, monk
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx model")
     import tempfile
-    tmpdir = tempfile.gettempdir()
+    # a private temp root: other processes converting at the same time leave their own folders
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
     before = set(os.listdir(tmpdir))
     with pytest.raises(tflite_convert.ConversionError) as ei:
         tflite_convert.convert(bad, np.zeros((2, 1250), np.float32), timeout_s=300)

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from anyppg.runs import atomic_dir, git_commit
+from anyppg.stage import one_line
 from edge_runtime import preprocess as pp
 from edge_runtime.spec import FLAG_ECG_BAD, SignalSpec, flag_names, flags_from_names
 from training.data import readers
@@ -72,7 +73,7 @@ def _work(job):
         recs = readers.read_unit(source, unit, **opts)
         return unit, [(r.subject_id, r.record_id, record_windows(r, spec, pad_short)) for r in recs], None
     except (ReaderError, ValueError, OSError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        msg = one_line(e)
         if unit not in msg:
             msg = f"{unit}: {msg}"
         return unit, [], msg

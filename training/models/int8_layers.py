@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anyppg.stage import one_line
 from edge_runtime.int8_ops import TFLM_INT8_OPS
 
 # Modules -> TFLite op; None: folded into the op before it or removed before conversion.
@@ -139,7 +140,7 @@ def unsupported_op_check(model: nn.Module, allow: tuple[type, ...] = (), trace: 
         gm = torch.fx.symbolic_trace(model)
     except Exception as e:   # noqa: BLE001 — any tracing failure is the finding
         problems.append(f"<model>: forward cannot be traced to a static graph by torch.fx "
-                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+                        f"({type(e).__name__}: {one_line(e)})")
         return problems
     for node in gm.graph.nodes:
         if node.op == "call_function":

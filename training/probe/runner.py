@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from anyppg.stage import one_line
 from edge_runtime.spec import SpecMismatch
 
 from . import protocol as P
@@ -133,7 +134,7 @@ def _score_encoders(out, task, sd, embedders, rows, y, groups, folds, opts, n_cl
             pr = P.cross_val_predict(Z, y, groups, task.kind, folds, opts.inner_folds, opts.seed,
                                      n_classes=max(n_classes, 2))
         except ValueError as e:      # NaN embeddings, wrong input length: this encoder only
-            out["encoders"][emb.name] = {"status": f"error: {str(e).splitlines()[0]}"}
+            out["encoders"][emb.name] = {"status": f"error: {one_line(e)}"}
             continue
         res = _summarise(task.kind, emb.name, y, pr.pred, pr.label, groups, ref_skill, n_classes, pr.params)
         res["embed_dim"] = int(Z.shape[1])
