@@ -79,7 +79,9 @@ class ConstantRuns:
         bounds = np.concatenate([[self.run_start], starts, [self.n + len(x)]])
         lengths = np.diff(bounds)
         self.mask = np.concatenate([self.mask, np.zeros(len(x), dtype=bool)])
-        self.mask[bounds[0] - self.start:] = np.repeat(lengths >= self.min_len, lengths)
+        long = np.repeat(lengths >= self.min_len, lengths)
+        off = max(0, self.start - int(bounds[0]))     # the open run may begin before the buffer
+        self.mask[bounds[0] + off - self.start:] = long[off:]
         self.n += len(x)
         self.run_start, self.run_value = int(bounds[-2]), x[-1]
         self.decided = self.n if lengths[-1] >= self.min_len else self.run_start
@@ -88,7 +90,9 @@ class ConstantRuns:
         self.decided = self.n
 
     def trim(self, keep_from: int) -> None:
-        drop = min(keep_from, self.run_start) - self.start
+        # an open run that is already long is decided (all True): no need to keep its start
+        open_long = self.decided == self.n and self.n > self.run_start
+        drop = (keep_from if open_long else min(keep_from, self.run_start)) - self.start
         if drop > 0:
             self.mask = self.mask[drop:]
             self.start += drop
