@@ -135,3 +135,13 @@ def load_config(default: Any, stage: str, name: str | None, sets: list[str] | No
 
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def from_fields(cls: type, d: dict[str, Any]) -> Any:
+    """A dataclass `cls` from a dict of its fields (a saved config); ValueError naming unknown
+    fields, so a config from another version fails loudly rather than half-applied."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**d)

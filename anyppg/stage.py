@@ -45,6 +45,22 @@ def stage_parser(prog: str, doc: str, config_stage: str | None = None,
     return p
 
 
+def add_run_io(p: argparse.ArgumentParser, src: str | None = None, data: str | None = None,
+               out: str | None = None, overwrite: bool = False, resume: bool = False) -> None:
+    """The usual inputs and output of a stage, each with its help text: --from SRC (a run
+    folder), --data (a window store), --out (this stage's run folder), --overwrite, --resume."""
+    if src:
+        p.add_argument("--from", dest="src", required=True, help=src)
+    if data:
+        p.add_argument("--data", required=True, help=data)
+    if out:
+        p.add_argument("--out", required=True, help=out)
+    if overwrite:
+        p.add_argument("--overwrite", action="store_true")
+    if resume:
+        p.add_argument("--resume", action="store_true")
+
+
 def stage_config(default: Any, stage: str, args: argparse.Namespace, extra_sets: list[str] = ()) -> Any:
     """The stage's dataclass config: defaults <- --config <- --set (<- `extra_sets`)."""
     return load_config(default, stage, args.config, list(args.set) + list(extra_sets))

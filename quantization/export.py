@@ -36,7 +36,7 @@ import torch
 
 from anyppg.config import to_dict
 from anyppg.runs import atomic_dir, atomic_write_json, write_manifest
-from anyppg.stage import run_stage, stage_config, stage_parser
+from anyppg.stage import add_run_io, run_stage, stage_config, stage_parser
 from edge_runtime import interpreters as interp, tflite_file as tff
 from edge_runtime.contract import UNITS
 from training.checkpoint import StudentLoadError, label_norm_simple
@@ -356,10 +356,8 @@ def _embed_sidecars(tmp: Path) -> tuple[bytes, bytes]:
 
 def main(argv=None) -> int:
     p = stage_parser("anyppg export", __doc__, config_stage="export")
-    p.add_argument("--from", dest="src", required=True, help="QAT run folder")
-    p.add_argument("--data", required=True, help="window store (train: calibration; test: parity)")
-    p.add_argument("--out", required=True, help="export folder")
-    p.add_argument("--overwrite", action="store_true")
+    add_run_io(p, src="QAT run folder", data="window store (train: calibration; test: parity)",
+               out="export folder", overwrite=True)
     args = p.parse_args(argv)
     return run_stage("anyppg export",
                      lambda: run_export(stage_config(ExportConfig(), "export", args), Path(args.src),

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from anyppg.config import to_dict
 from anyppg.runs import CHECKPOINT, METRICS, atomic_dir, atomic_path, write_manifest
-from anyppg.stage import one_line, run_stage, stage_config, stage_parser
+from anyppg.stage import add_run_io, one_line, run_stage, stage_config, stage_parser
 from training.data.store import WindowStore
 from training.heads import head_norm, label_matrix
 from training.loop import lr_at
@@ -252,10 +252,8 @@ def _write_run(cfg, src, data, out, overwrite, m: QATModel, ck: dict, step: int,
 
 def main(argv=None) -> int:
     p = stage_parser("anyppg qat", __doc__, config_stage="qat")
-    p.add_argument("--from", dest="src", required=True, help="distill run folder (or its checkpoint)")
-    p.add_argument("--data", required=True, help="window store (training split fine-tunes)")
-    p.add_argument("--out", required=True, help="QAT run folder")
-    p.add_argument("--overwrite", action="store_true")
+    add_run_io(p, src="distill run folder (or its checkpoint)", data="window store (training split fine-tunes)",
+               out="QAT run folder", overwrite=True)
     args = p.parse_args(argv)
     return run_stage("anyppg qat", lambda: train(stage_config(QATConfig(), "qat", args), Path(args.src),
                                                  Path(args.data), Path(args.out), args.quiet, args.overwrite),

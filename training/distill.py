@@ -50,7 +50,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from anyppg.config import to_dict
 from anyppg.runs import write_manifest
-from anyppg.stage import one_line, run_stage, stage_config, stage_parser
+from anyppg.stage import add_run_io, one_line, run_stage, stage_config, stage_parser
 from training import loop
 from training.data.augment import AugmentConfig, augment
 from training.data.dataset import WindowDataset
@@ -66,7 +66,7 @@ from training.teacher import Teacher, load_teacher
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(loop.LoopConfig):
     student_model: str = "student-s"
     # Teacher: a pretrain run folder or checkpoint (--teacher), or a published checkpoint
     # (teacher_checkpoint) whose architecture teacher_model names (raw state dicts do not).
@@ -82,18 +82,9 @@ class DistillConfig:
     labels: HeadLabels = field(default_factory=HeadLabels)
     augment: bool = True
     aug: AugmentConfig = field(default_factory=AugmentConfig)
-    batch_size: int = 64                # per rank
-    epochs: int = 50
-    max_steps: int = 0                  # > 0: stop after this many steps
+    epochs: int = 50                    # (the other loop settings: training.loop.LoopConfig)
     lr: float = 3e-3
-    weight_decay: float = 1e-2
     warmup_steps: int = 50
-    grad_clip: float = 1.0
-    seed: int = 0
-    num_workers: int = 0
-    threads: int = 0                    # torch CPU threads (0: leave as is)
-    log_every: int = 10
-    ckpt_every: int = 100
     eval_every: int = 0                 # > 0: also score val every that many steps
     stats_windows: int = 2048           # live teacher: windows for its feature statistics
 
@@ -402,11 +393,9 @@ def main(argv=None) -> int:
     p = stage_parser("anyppg distill", __doc__, config_stage="distill", default_config="student-s")
     p.add_argument("--teacher", default=None,
                    help="pretrain run folder or checkpoint (= --set teacher=...)")
-    p.add_argument("--data", required=True, help="window store")
-    p.add_argument("--out", required=True, help="run folder")
+    add_run_io(p, data="window store", out="run folder", resume=True)
     p.add_argument("--from-scratch", action="store_true",
                    help="no teacher: train the same student on labels only (distill_weight=0)")
-    p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
     sets = ([f"teacher={args.teacher}"] if args.teacher is not None else []) + \
         (["distill_weight=0"] if args.from_scratch else [])

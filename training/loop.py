@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,6 +24,23 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from anyppg.runs import CHECKPOINT, METRICS, atomic_path
+
+
+@dataclass
+class LoopConfig:
+    """What every training loop reads; a stage's config extends it (and may change defaults)."""
+    batch_size: int = 64                # per rank
+    epochs: int = 5
+    max_steps: int = 0                  # > 0: stop after this many steps
+    lr: float = 4e-4
+    weight_decay: float = 1e-2
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    seed: int = 0
+    num_workers: int = 0
+    threads: int = 0                    # torch CPU threads (0: leave as is)
+    log_every: int = 10
+    ckpt_every: int = 100
 
 
 class Dist:

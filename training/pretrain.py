@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from anyppg.config import ConfigError, to_dict
 from anyppg.runs import write_manifest
-from anyppg.stage import run_stage, stage_config, stage_parser
+from anyppg.stage import add_run_io, run_stage, stage_config, stage_parser
 from training import loop
 from training.clip_model import PPGECGClip
 from training.data.dataset import WindowDataset
@@ -36,7 +36,7 @@ from training.models import build_model, load_encoder_checkpoint
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(loop.LoopConfig):
     ppg_model: str = "net1d-small"
     ecg_model: str = "net1d-ecg-small"
     # Dropout inside the PPG encoder; < 0 keeps the registry's (0.5 for Net1D). High dropout
@@ -50,26 +50,14 @@ class PretrainConfig:
     ppg_dropout: float = 0.2
     init_temperature: float = 0.07
     gather_negatives: bool = True       # negatives from all ranks (the paper: per GPU)
-    batch_size: int = 64                # per rank
     # > 0: build each batch from groups of this many windows of one subject. Negatives from the
     # same person can't be told apart by who they are, only by what changed (rate, rhythm,
     # breathing), which is what downstream tasks need; with few subjects, uniform batches let
     # the model win by recognising patients and it does not generalise to new ones.
     windows_per_subject: int = 0
-    epochs: int = 5
-    max_steps: int = 0                  # > 0: stop after this many steps
-    lr: float = 4e-4
-    weight_decay: float = 1e-2
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
     bf16: bool = True                   # autocast on CUDA only
     compile: bool = False
     activation_checkpointing: bool = True   # trainable ECG tower only
-    seed: int = 0
-    num_workers: int = 0
-    threads: int = 0                    # torch CPU threads (0: leave as is)
-    log_every: int = 10
-    ckpt_every: int = 100
     eval_batch: int = 64                # retrieval is scored within batches of this size
     kill_at_step: int = 0               # test hook: SIGKILL this process after that step
 
@@ -271,9 +259,7 @@ def _finish(cfg, data, out, store, model, cache, run, d, metrics) -> None:
 
 def main(argv=None) -> int:
     p = stage_parser("anyppg pretrain", __doc__, config_stage="pretrain", default_config="cpu-small")
-    p.add_argument("--data", required=True, help="window store with paired ECG")
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--resume", action="store_true")
+    add_run_io(p, data="window store with paired ECG", out="run folder", resume=True)
     args = p.parse_args(argv)
     return run_stage("anyppg pretrain", lambda: train(stage_config(PretrainConfig(), "pretrain", args),
                                                       Path(args.data), Path(args.out), args.resume, args.quiet),

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from anyppg.config import from_fields
+
 
 # --------------------------------------------------------------------------------------------
 # Configuration
@@ -99,11 +101,7 @@ class Net1DConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Net1DConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"Net1DConfig: unknown fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return from_fields(cls, d)
 
 
 # Published presets (NET1D.md, "Sizes").

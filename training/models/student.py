@@ -50,6 +50,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from anyppg.config import from_fields
 from edge_runtime.spec import SPECS, SignalSpec, get_spec
 
 from .int8_layers import unsupported_op_check  # noqa: F401  (the student's layer check)
@@ -178,11 +179,7 @@ class StudentConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudentConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"StudentConfig: unknown fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return from_fields(cls, d)
 
 
 # Presets. 1250 -> 625 -> 125 -> 25 -> 5 samples; the late, short stages hold most parameters

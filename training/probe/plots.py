@@ -30,6 +30,17 @@ def _save(fig, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
+def _finish_grid(fig, axes, used: int, title: str, path: Path) -> Path:
+    """Blank the unused panels of a grid figure, title it and write it atomically."""
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+    _plt().close(fig)
+    return path
+
+
 def _thin(n: int, seed: int = 0) -> np.ndarray:
     if n <= MAX_POINTS:
         return np.arange(n)
@@ -74,13 +85,7 @@ def plot_regression(title: str, unit: str, y: np.ndarray, preds: dict[str, np.nd
             ax.set_xlabel(f"reference ({unit})")
             ax.set_ylabel(f"prediction ({unit})")
             ax.set_title(f"{name}\nMAE {mae:.2f}", fontsize=9)
-    for ax in list(axes.flat)[len(items):]:
-        ax.axis("off")
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-    return path
+    return _finish_grid(fig, axes, len(items), title, path)
 
 
 def plot_roc(title: str, y: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> Path:
@@ -124,10 +129,4 @@ def plot_confusion(title: str, y: np.ndarray, preds: dict[str, np.ndarray], clas
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(name, fontsize=9)
-    for ax in list(axes.flat)[len(items):]:
-        ax.axis("off")
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-    return path
+    return _finish_grid(fig, axes, len(items), title, path)
