@@ -40,6 +40,27 @@ def conv_weights(l: Layer) -> tuple[np.ndarray, np.ndarray, int]:
     return w, folded, 0
 
 
+def pair_interleaved(rows: np.ndarray) -> np.ndarray:
+    """(OC, kc4) conv rows in the kernels' layout: each channel pair's two rows interleaved
+    per 4 window positions (one LDRD feeds both), an odd last row plain."""
+    oc, kc4 = rows.shape
+    n = oc // 2 * 2
+    pairs = rows[:n].reshape(n // 2, 2, kc4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
+    return np.concatenate([pairs, rows[n:].reshape(-1)])
+
+
+def rq_fast(l: Layer) -> bool:
+    """Whether the kernels may requantise `l`'s accumulators the short way (anyppg_nn.c rq_fast):
+    every channel shifts right (shift <= -1) and no accumulator can reach 2^30 in magnitude
+    (|folded bias| + 128 * sum|w| per channel, over any int8 input)."""
+    p = l.p
+    if max(p["shift"]) > -1 or min(p["mult"]) <= 0:
+        return False
+    w, folded, _ = conv_weights(l)
+    w_abs = np.abs(w).sum(axis=1) if l.kind == "conv" else np.abs(w).sum(axis=0)
+    return bool(np.all(np.abs(folded) + 128 * w_abs.astype(np.int64) < 2**30))
+
+
 def _check_i32(v: np.ndarray, what: str):
     if np.any(v > 2**31 - 1) or np.any(v < -2**31):
         from .lower import CodegenError
@@ -50,7 +71,8 @@ def _emit_conv(i: int, l: Layer, consts: list[str]) -> str:
     p = l.p
     w, folded, kc4 = conv_weights(l)
     _check_i32(folded, f"layer {i}")
-    consts += [_array("int8_t", f"w{i}", w), _array("int32_t", f"b{i}", folded),
+    consts += [_array("int8_t", f"w{i}", pair_interleaved(w) if l.kind == "conv" else w),
+               _array("int32_t", f"b{i}", folded),
                _array("int32_t", f"m{i}", p["mult"]), _array("int8_t", f"s{i}", p["shift"])]
     pool = p.get("pool")
     kinds = {"maxpool": "ANYPPG_POOL_MAX", "avgpool": "ANYPPG_POOL_AVG"}
@@ -64,7 +86,7 @@ def _emit_conv(i: int, l: Layer, consts: list[str]) -> str:
         f".out_ch = {p['out_ch']}, .k = {p['k']}, .stride = {p['stride']}, .dil = {p['dil']}, "
         f".pad = {p['pad']}, .kc4 = {kc4}, .depth_mult = {p['depth_mult']},\n"
         f"    .in_off = {-p['in_zp']}, .out_zp = {p['out_zp']}, .act_min = {p['act_min']}, "
-        f".act_max = {p['act_max']}{pool_fields} }};\n")
+        f".act_max = {p['act_max']}, .rq_fast = {int(rq_fast(l))}{pool_fields} }};\n")
     fn = "anyppg_conv" if l.kind == "conv" else "anyppg_dwconv"
     return f"{fn}(&c{i}, {{in0}}, {{out}}, {{scratch}});"
 
@@ -96,7 +118,7 @@ def _emit_add(i: int, l: Layer, consts: list[str]) -> str:
                   f".a_mult = {p['a_mult']}, .b_mult = {p['b_mult']}, .out_mult = {p['out_mult']}, "
                   f".a_shift = {p['a_shift']}, .b_shift = {p['b_shift']}, .out_shift = {p['out_shift']}, "
                   f".act_min = {p['act_min']}, .act_max = {p['act_max']} }};\n")
-    return f"anyppg_add(&c{i}, {{in0}}, {{in1}}, {{out}});"
+    return f"anyppg_add(&c{i}, {{in0}}, {{in1}}, {{out}}, {{scratch}});"
 
 
 def _emit_misc(i: int, l: Layer, consts: list[str]) -> str:

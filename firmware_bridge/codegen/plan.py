@@ -55,11 +55,16 @@ def fuse(low: Lowered, enable: bool = True) -> list[Layer]:
 
 
 def scratch_bytes(l: Layer) -> int:
-    """Per-call scratch of a conv: int32 accumulator rows (two pixels, or one pooling window)."""
+    """Per-call scratch of a conv (anyppg_nn.h ANYPPG_CONV_SCRATCH): int32 accumulator rows (two
+    pixels, or one pooling window), two int16 im2col columns and one int8 border window."""
+    if l.kind == "add":      # anyppg_nn.h ANYPPG_ADD_SCRATCH from ANYPPG_ADD_TABLE_MIN_N elements
+        return 2048 if l.p["n"] >= 512 else 0
     if l.kind not in ("conv", "dwconv"):
         return 0
     pool = l.p.get("pool")
-    return 4 * l.p["out_ch"] * max(2, pool["k"] if pool else 2)
+    kc4 = (l.p["k"] * l.p["in_ch"] + 3) // 4 * 4 if l.kind == "conv" else 0
+    narrow = 4 * 16 + 4 * 16 * 4 * 4 + 8 if kc4 == 8 else 0     # anyppg_nn.c conv_narrow's columns
+    return max(4 * l.p["out_ch"] * max(2, pool["k"] if pool else 2) + 4 * kc4 + kc4, narrow)
 
 
 @dataclass

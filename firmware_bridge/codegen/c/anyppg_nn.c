@@ -30,9 +30,26 @@ static inline int8_t clamp8(int32_t v, int lo, int hi)
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
+/* TFLite's requantisation when the generator proved rq_fast (every shift <= -1, |acc| < 2^30):
+ * SaturatingRoundingDoublingHighMul(acc, m) == (2 acc m + 2^31) >> 32 (SMMULR of 2 acc; no
+ * saturation since m > 0), and RoundingDivideByPOT(x, e) == (x + 2^(e-1) - (x < 0)) >> e for
+ * e >= 1 (no overflow since |x| <= |acc| < 2^30). Same bytes as anyppg_requant, fewer steps. */
+static inline int32_t rq_fast(int32_t acc, int32_t m, int e)
+{
+#ifdef ANYPPG_NN_DSP
+    int32_t x;
+    __asm("smmulr %0, %1, %2" : "=r"(x) : "r"((int32_t)((uint32_t)acc << 1)), "r"(m));
+#else
+    const int32_t x = (int32_t)(((int64_t)acc * m + (1 << 30)) >> 31);
+#endif
+    return (x + (1 << (e - 1)) + (x >> 31)) >> e;
+}
+
 static inline int8_t conv_out(const anyppg_conv_params *p, int32_t acc, int c)
 {
-    return clamp8(anyppg_requant(acc, p->mult[c], p->shift[c]) + p->out_zp, p->act_min, p->act_max);
+    const int32_t v = p->rq_fast ? rq_fast(acc, p->mult[c], -p->shift[c])
+                                 : anyppg_requant(acc, p->mult[c], p->shift[c]);
+    return clamp8(v + p->out_zp, p->act_min, p->act_max);
 }
 
 /* acc + a . b over n int8 values (any n). */
@@ -50,33 +67,6 @@ static inline int32_t dot(const int8_t *a, const int8_t *b, int n, int32_t acc)
     return acc;
 }
 
-/* acc[0..3] += (a0.b0, a0.b1, a1.b0, a1.b1), n a multiple of 4: two pixels x two channels
- * share each load (16 MACs per 4 loads on the DSP path). */
-static inline void dot2x2(const int8_t *a0, const int8_t *a1, const int8_t *b0, const int8_t *b1,
-                          int n, int32_t acc[4])
-{
-    int32_t s00 = acc[0], s01 = acc[1], s10 = acc[2], s11 = acc[3];
-#ifdef ANYPPG_NN_DSP
-    for (int i = 0; i < n; i += 4) {
-        const uint32_t x0 = rd32(a0 + i), x1 = rd32(a1 + i), y0 = rd32(b0 + i), y1 = rd32(b1 + i);
-        const uint32_t x0e = __sxtb16(x0), x0o = sxtb16_ror8(x0);
-        const uint32_t x1e = __sxtb16(x1), x1o = sxtb16_ror8(x1);
-        const uint32_t y0e = __sxtb16(y0), y0o = sxtb16_ror8(y0);
-        const uint32_t y1e = __sxtb16(y1), y1o = sxtb16_ror8(y1);
-        s00 = __smlad(x0e, y0e, s00); s00 = __smlad(x0o, y0o, s00);
-        s01 = __smlad(x0e, y1e, s01); s01 = __smlad(x0o, y1o, s01);
-        s10 = __smlad(x1e, y0e, s10); s10 = __smlad(x1o, y0o, s10);
-        s11 = __smlad(x1e, y1e, s11); s11 = __smlad(x1o, y1o, s11);
-    }
-#else
-    for (int i = 0; i < n; ++i) {
-        s00 += a0[i] * b0[i]; s01 += a0[i] * b1[i];
-        s10 += a1[i] * b0[i]; s11 += a1[i] * b1[i];
-    }
-#endif
-    acc[0] = s00; acc[1] = s01; acc[2] = s10; acc[3] = s11;
-}
-
 /* ------------------------------------------------------------------------------ CONV_2D */
 /* Kernels produce int32 accumulators (bias included) for a range of output pixels; the driver
  * requantises them, or, for a fused max pool whose requantisation is monotonic (no left
@@ -91,49 +81,231 @@ static inline int conv_interior(const anyppg_conv_params *p, int o)
            s * p->in_ch + p->kc4 <= p->in_len * p->in_ch;
 }
 
+#ifndef ANYPPG_NN_DSP
+/* Weight of channel c at window position i (0 <= i < kc4): channel pairs interleave their rows
+ * per 4 positions (anyppg_nn.h); an odd last channel's row is plain. */
+static inline int32_t conv_w(const anyppg_conv_params *p, int c, int i)
+{
+    const int8_t *base = p->w + (c & ~1) * p->kc4;
+    return (c | 1) < p->out_ch ? base[(i >> 2) * 8 + (c & 1) * 4 + (i & 3)] : base[i];
+}
+
 static void conv_acc1(const anyppg_conv_params *p, const int8_t *in, int o, int32_t *acc)
 {
     const int s = o * p->stride - p->pad;
-    if (conv_interior(p, o)) {
-        const int8_t *win = in + s * p->in_ch;
-        for (int c = 0; c < p->out_ch; ++c) acc[c] = dot(win, p->w + c * p->kc4, p->kc4, p->bias[c]);
-        return;
-    }
     for (int c = 0; c < p->out_ch; ++c) {
         int32_t a = p->bias[c];
         for (int t = 0; t < p->k; ++t) {
             const int pos = s + t * p->dil;
-            const int8_t *wr = p->w + c * p->kc4 + t * p->in_ch;
-            if (pos < 0 || pos >= p->in_len) {
-                for (int i = 0; i < p->in_ch; ++i) a -= p->in_off * wr[i];   /* padding: no term */
-            } else {
-                a = dot(in + pos * p->in_ch, wr, p->in_ch, a);
+            const int inside = pos >= 0 && pos < p->in_len;
+            for (int i = 0; i < p->in_ch; ++i) {   /* padding: the folded bias share cancels */
+                const int32_t w = conv_w(p, c, t * p->in_ch + i);
+                a += inside ? in[pos * p->in_ch + i] * w : -p->in_off * w;
             }
         }
         acc[c] = a;
     }
 }
 
-/* Two interior pixels o, o + 1 at once, channels in pairs. */
+/* Two interior pixels o, o + 1 at once, channels in pairs (kc4 window bytes readable). */
 static void conv_acc2(const anyppg_conv_params *p, const int8_t *in, int o, int32_t *acc0, int32_t *acc1)
 {
-    const int8_t *win0 = in + (o * p->stride - p->pad) * p->in_ch;
-    const int8_t *win1 = win0 + p->stride * p->in_ch;
+    const int8_t *x0 = in + (o * p->stride - p->pad) * p->in_ch;
+    const int8_t *x1 = x0 + p->stride * p->in_ch;
+    const int kc4 = p->kc4;
     int c = 0;
     for (; c + 1 < p->out_ch; c += 2) {
-        int32_t a[4] = {p->bias[c], p->bias[c + 1], p->bias[c], p->bias[c + 1]};
-        dot2x2(win0, win1, p->w + c * p->kc4, p->w + (c + 1) * p->kc4, p->kc4, a);
-        acc0[c] = a[0]; acc0[c + 1] = a[1]; acc1[c] = a[2]; acc1[c + 1] = a[3];
+        const int8_t *w = p->w + c * kc4;
+        int32_t s00 = p->bias[c], s01 = p->bias[c + 1], s10 = s00, s11 = s01;
+        for (int g = 0; g < kc4; g += 4, w += 8) {
+            for (int j = 0; j < 4; ++j) {
+                const int32_t a0 = x0[g + j], a1 = x1[g + j], w0 = w[j], w1 = w[4 + j];
+                s00 += a0 * w0; s01 += a0 * w1; s10 += a1 * w0; s11 += a1 * w1;
+            }
+        }
+        acc0[c] = s00; acc0[c + 1] = s01; acc1[c] = s10; acc1[c + 1] = s11;
     }
     for (; c < p->out_ch; ++c) {
-        acc0[c] = dot(win0, p->w + c * p->kc4, p->kc4, p->bias[c]);
-        acc1[c] = dot(win1, p->w + c * p->kc4, p->kc4, p->bias[c]);
+        acc0[c] = dot(x0, p->w + c * kc4, kc4, p->bias[c]);
+        acc1[c] = dot(x1, p->w + c * kc4, kc4, p->bias[c]);
+    }
+}
+#endif
+
+#ifdef ANYPPG_NN_DSP
+/* DSP path: each output pixel's window is expanded once to int16 (im2col, in SXTB16's order:
+ * per 4 taps (x0, x2) then (x1, x3)); two pixels' columns interleave per 4 taps, as the weight
+ * rows of a channel pair do (anyppg_nn.h), so one LDRD + one LDM feed 8 SMLAD: 2 pixels x 2
+ * channels x 4 taps in 16 instructions. Taps in the padding hold the input zero point, so their
+ * term cancels the folded bias share exactly. */
+static void im2col16(const anyppg_conv_params *p, const int8_t *in, int o, uint32_t *col, int8_t *tmp,
+                     int step)
+{
+    const int8_t *src;
+    const int s = o * p->stride - p->pad;
+    if (conv_interior(p, o)) {
+        src = in + s * p->in_ch;
+    } else {
+        const int8_t zp = (int8_t)(-p->in_off);
+        for (int t = 0; t < p->k; ++t) {
+            const int pos = s + t * p->dil;
+            for (int i = 0; i < p->in_ch; ++i)
+                tmp[t * p->in_ch + i] = (pos < 0 || pos >= p->in_len) ? zp : in[pos * p->in_ch + i];
+        }
+        for (int i = p->k * p->in_ch; i < p->kc4; ++i) tmp[i] = 0;   /* weight 0 there */
+        src = tmp;
+    }
+    for (int i = 0; i < p->kc4; i += 4, col += step) {
+        const uint32_t v = rd32(src + i);
+        col[0] = __sxtb16(v);
+        col[1] = sxtb16_ror8(v);
     }
 }
 
-/* Accumulators of pixels [o0, o1) into acc[(o - o0) * out_ch + c]. */
-static void conv_accs(const anyppg_conv_params *p, const int8_t *in, int o0, int o1, int32_t *acc)
+static inline int32_t max3(int32_t a, int32_t b, int32_t c)
 {
+    a = b > a ? b : a;
+    return c > a ? c : a;
+}
+
+/* maxmode: acc0[c] = max(acc0[c], both pixels) (a fused max pool over raw accumulators) */
+static void gemm2x2(const anyppg_conv_params *p, const uint32_t *col, int32_t *acc0, int32_t *acc1,
+                    int maxmode)
+{
+    const int kc4 = p->kc4;
+    const int8_t *w = p->w;
+    int c = 0;
+    for (; c + 1 < p->out_ch; c += 2, w += 2 * kc4) {
+        const uint32_t *x = col;
+        const int8_t *wp = w, *const end = w + 2 * kc4;
+        int32_t s00 = p->bias[c], s01 = p->bias[c + 1], s10 = s00, s11 = s01;
+        do {
+            uint32_t a, b;
+            memcpy(&a, wp, 4);
+            memcpy(&b, wp + 4, 4);
+            wp += 8;
+            const uint32_t x0e = x[0], x0o = x[1], x1e = x[2], x1o = x[3];
+            x += 4;
+            uint32_t t = __sxtb16(a);
+            a = sxtb16_ror8(a);
+            s00 = __smlad(t, x0e, s00); s10 = __smlad(t, x1e, s10);
+            s00 = __smlad(a, x0o, s00); s10 = __smlad(a, x1o, s10);
+            t = __sxtb16(b);
+            b = sxtb16_ror8(b);
+            s01 = __smlad(t, x0e, s01); s11 = __smlad(t, x1e, s11);
+            s01 = __smlad(b, x0o, s01); s11 = __smlad(b, x1o, s11);
+        } while (wp < end);
+        if (maxmode) {
+            acc0[c] = max3(acc0[c], s00, s10);
+            acc0[c + 1] = max3(acc0[c + 1], s01, s11);
+        } else {
+            acc0[c] = s00; acc0[c + 1] = s01; acc1[c] = s10; acc1[c + 1] = s11;
+        }
+    }
+    if (c < p->out_ch) {                      /* odd channel count: the last row is plain */
+        int32_t s0 = p->bias[c], s1 = s0;
+        for (int i = 0; i < kc4; i += 4) {
+            const uint32_t a = rd32(w + i);
+            const uint32_t ae = __sxtb16(a), ao = sxtb16_ror8(a);
+            const uint32_t *x = col + i;
+            s0 = __smlad(ae, x[0], s0); s0 = __smlad(ao, x[1], s0);
+            s1 = __smlad(ae, x[2], s1); s1 = __smlad(ao, x[3], s1);
+        }
+        if (maxmode) {
+            acc0[c] = max3(acc0[c], s0, s1);
+        } else {
+            acc0[c] = s0; acc1[c] = s1;
+        }
+    }
+}
+
+/* Accumulators of pixels [o0, o1) into acc[(o - o0) * out_ch + c]; the two pixels' im2col
+ * columns and the border window live in scratch after the accumulator rows. */
+static void conv_accs(const anyppg_conv_params *p, const int8_t *in, int o0, int o1, int32_t *acc,
+                      void *work, int maxmode)
+{
+    uint32_t *col = (uint32_t *)work;
+    int8_t *tmp = (int8_t *)(col + p->kc4);
+    for (int o = o0; o < o1; o += 2) {
+        int32_t *row = maxmode ? acc : acc + (o - o0) * p->out_ch;
+        im2col16(p, in, o, col, tmp, 4);
+        im2col16(p, in, o + 1 < o1 ? o + 1 : o, col + 2, tmp, 4);   /* odd tail: a copy */
+        gemm2x2(p, col, row, o + 1 < o1 ? row + p->out_ch : row, maxmode);
+    }
+}
+
+/* Narrow windows (kc4 == 8: the one-channel stem): weight-stationary. A block of
+ * ANYPPG_NARROW_Q outputs (pooled, or pixels) is expanded to int16 columns once, then each
+ * channel holds its 8 weights in 4 registers and runs 4 SMLAD per pixel, the max over its pool
+ * window and the requantisation without touching memory in between. Needs rq_fast and either no
+ * pool or a raw max pool with stride == k and no padding (conv_narrow_ok). */
+#define ANYPPG_NARROW_Q 16
+static int conv_narrow_ok(const anyppg_conv_params *p)
+{
+    return p->kc4 == 8 && p->rq_fast &&
+           (p->pool_kind == ANYPPG_POOL_NONE ||
+            (p->pool_kind == ANYPPG_POOL_MAX && p->pool_max_raw && p->pool_stride == p->pool_k &&
+             p->pool_pad == 0 && p->pool_k <= 4));
+}
+
+static void conv_narrow(const anyppg_conv_params *p, const int8_t *in, int8_t *out, void *work)
+{
+    const int pooled = p->pool_kind != ANYPPG_POOL_NONE;
+    const int pk = pooled ? p->pool_k : 1, nq = pooled ? p->pool_out_len : p->out_len;
+    const int ch = p->out_ch, lo = p->act_min, hi = p->act_max;
+    const int lo2 = pooled ? p->pool_act_min : -128, hi2 = pooled ? p->pool_act_max : 127;
+    const int32_t zp = p->out_zp;
+    int32_t *best = (int32_t *)work;                         /* ANYPPG_NARROW_Q accumulators */
+    uint32_t *cols = (uint32_t *)(best + ANYPPG_NARROW_Q);   /* 4 words per pixel */
+    int8_t *tmp = (int8_t *)(cols + 4 * ANYPPG_NARROW_Q * 4);
+    for (int q0 = 0; q0 < nq; q0 += ANYPPG_NARROW_Q) {
+        const int q1 = q0 + ANYPPG_NARROW_Q < nq ? q0 + ANYPPG_NARROW_Q : nq;
+        const int o0 = q0 * pk, o1 = q1 * pk < p->out_len ? q1 * pk : p->out_len;
+        for (int o = o0; o < o1; ++o) im2col16(p, in, o, cols + 4 * (o - o0), tmp, 2);
+        for (int c = 0; c < ch; ++c) {
+            const int8_t *wr = p->w + (c & ~1) * 8;
+            const int paired = (c | 1) < ch;
+            const uint32_t wa = rd32(paired ? wr + (c & 1) * 4 : wr + 0);
+            const uint32_t wb = rd32(paired ? wr + 8 + (c & 1) * 4 : wr + 4);
+            const uint32_t w0 = __sxtb16(wa), w1 = sxtb16_ror8(wa), w2 = __sxtb16(wb), w3 = sxtb16_ror8(wb);
+            const int32_t b = p->bias[c];
+            /* pass 1: raw accumulators (max over the pool window) into best[]; few live registers */
+            const uint32_t *x = cols;
+            if (pk == 2 && o1 == q1 * 2) {
+                for (int q = 0; q < q1 - q0; ++q, x += 8) {
+                    const int32_t a0 = __smlad(w3, x[3], __smlad(w2, x[2], __smlad(w1, x[1], __smlad(w0, x[0], b))));
+                    const int32_t a1 = __smlad(w3, x[7], __smlad(w2, x[6], __smlad(w1, x[5], __smlad(w0, x[4], b))));
+                    best[q] = a0 > a1 ? a0 : a1;
+                }
+            } else {
+                for (int q = q0; q < q1; ++q) {
+                    const int n = (q + 1) * pk <= o1 ? pk : o1 - q * pk;
+                    int32_t m = INT32_MIN;
+                    for (int r = 0; r < n; ++r, x += 4) {
+                        const int32_t a = __smlad(w3, x[3], __smlad(w2, x[2], __smlad(w1, x[1], __smlad(w0, x[0], b))));
+                        m = a > m ? a : m;
+                    }
+                    best[q - q0] = m;
+                }
+            }
+            /* pass 2: requantise */
+            const int32_t m = p->mult[c];
+            const int e = -p->shift[c];
+            int8_t *dst = out + q0 * ch + c;
+            for (int q = 0; q < q1 - q0; ++q, dst += ch) {
+                const int v = clamp8(rq_fast(best[q], m, e) + zp, lo, hi);
+                *dst = (int8_t)(lo2 == -128 && hi2 == 127 ? v : clamp8(v, lo2, hi2));
+            }
+        }
+    }
+}
+#else
+/* Accumulators of pixels [o0, o1) into acc[(o - o0) * out_ch + c]. */
+static void conv_accs(const anyppg_conv_params *p, const int8_t *in, int o0, int o1, int32_t *acc,
+                      void *work, int maxmode)
+{
+    (void)work;
+    (void)maxmode;   /* the driver asks for it on the DSP path only */
     int o = o0;
     while (o < o1) {
         int32_t *row = acc + (o - o0) * p->out_ch;
@@ -146,6 +318,7 @@ static void conv_accs(const anyppg_conv_params *p, const int8_t *in, int o0, int
         }
     }
 }
+#endif
 
 /* ---------------------------------------------------------------------- DEPTHWISE_CONV_2D */
 static void dw_acc1(const anyppg_conv_params *p, const int8_t *in, int o, int32_t *acc)
@@ -188,17 +361,28 @@ static void dw_acc1(const anyppg_conv_params *p, const int8_t *in, int o, int32_
     }
 }
 
-static void dw_accs(const anyppg_conv_params *p, const int8_t *in, int o0, int o1, int32_t *acc)
+static void dw_accs(const anyppg_conv_params *p, const int8_t *in, int o0, int o1, int32_t *acc,
+                    void *work, int maxmode)
 {
+    (void)work;
+    (void)maxmode;
     for (int o = o0; o < o1; ++o) dw_acc1(p, in, o, acc + (o - o0) * p->out_ch);
 }
 
 /* ------------------------------------------------------- convolution, then fused pooling */
-typedef void (*accs_fn)(const anyppg_conv_params *, const int8_t *, int, int, int32_t *);
+typedef void (*accs_fn)(const anyppg_conv_params *, const int8_t *, int, int, int32_t *, void *, int);
 
 static void requant_row(const anyppg_conv_params *p, const int32_t *acc, int8_t *out)
 {
-    for (int c = 0; c < p->out_ch; ++c) out[c] = conv_out(p, acc[c], c);
+    /* locals: int8 stores may alias the parameter block, so the compiler would reload it */
+    const int n = p->out_ch, lo = p->act_min, hi = p->act_max;
+    const int32_t *m = p->mult, zp = p->out_zp;
+    const int8_t *sh = p->shift;
+    if (p->rq_fast) {
+        for (int c = 0; c < n; ++c) out[c] = clamp8(rq_fast(acc[c], m[c], -sh[c]) + zp, lo, hi);
+    } else {
+        for (int c = 0; c < n; ++c) out[c] = clamp8(anyppg_requant(acc[c], m[c], sh[c]) + zp, lo, hi);
+    }
 }
 
 /* TFLite's MAX_POOL_2D / AVERAGE_POOL_2D over conv accumulator rows [0, n) into out_row. */
@@ -229,20 +413,43 @@ static void pool_rows(const anyppg_conv_params *p, int32_t *acc, int n, int8_t *
 static void conv_driver(const anyppg_conv_params *p, const int8_t *in, int8_t *out, void *scratch, accs_fn accs)
 {
     int32_t *acc = (int32_t *)scratch;
+    const int rows = p->pool_kind == ANYPPG_POOL_NONE || p->pool_k < 2 ? 2 : p->pool_k;
+    void *work = acc + rows * p->out_ch;
+#ifdef ANYPPG_NN_DSP
+    if (accs == conv_accs && conv_narrow_ok(p)) {
+        conv_narrow(p, in, out, scratch);
+        return;
+    }
+#endif
     if (p->pool_kind == ANYPPG_POOL_NONE) {
         for (int o = 0; o < p->out_len; o += 2) {
             const int e = o + 2 < p->out_len ? o + 2 : p->out_len;
-            accs(p, in, o, e, acc);
+            accs(p, in, o, e, acc, work, 0);
             for (int r = 0; r < e - o; ++r) requant_row(p, acc + r * p->out_ch, out + (o + r) * p->out_ch);
         }
         return;
     }
+#ifdef ANYPPG_NN_DSP
+    /* max pool over raw accumulators, kept in one row as the GEMM produces them */
+    const int in_regs = accs == conv_accs && p->pool_kind == ANYPPG_POOL_MAX && p->pool_max_raw;
+#else
+    const int in_regs = 0;
+#endif
     for (int q = 0; q < p->pool_out_len; ++q) {
         int s = q * p->pool_stride - p->pool_pad, e = s + p->pool_k;
         s = s < 0 ? 0 : s;
         e = e > p->out_len ? p->out_len : e;
-        accs(p, in, s, e, acc);
-        pool_rows(p, acc, e - s, out + q * p->out_ch);
+        int8_t *row = out + q * p->out_ch;
+        if (in_regs) {
+            for (int c = 0; c < p->out_ch; ++c) acc[c] = INT32_MIN;
+            accs(p, in, s, e, acc, work, 1);
+            requant_row(p, acc, row);
+            if (p->pool_act_min > -128 || p->pool_act_max < 127)
+                for (int c = 0; c < p->out_ch; ++c) row[c] = clamp8(row[c], p->pool_act_min, p->pool_act_max);
+        } else {
+            accs(p, in, s, e, acc, work, 0);
+            pool_rows(p, acc, e - s, row);
+        }
     }
 }
 
@@ -298,13 +505,32 @@ void anyppg_avgpool(const anyppg_pool_params *p, const int8_t *in, int8_t *out)
 }
 
 /* ---------------------------------------------------------------------------- elementwise */
-void anyppg_add(const anyppg_add_params *p, const int8_t *a, const int8_t *b, int8_t *out)
+static inline int32_t add_side(int32_t v, int32_t off, int left_shift, int32_t mult, int shift)
 {
-    for (int i = 0; i < p->n; ++i) {
-        const int32_t sa = anyppg_requant((a[i] + p->a_off) * (1 << p->left_shift), p->a_mult, p->a_shift);
-        const int32_t sb = anyppg_requant((b[i] + p->b_off) * (1 << p->left_shift), p->b_mult, p->b_shift);
-        const int32_t v = anyppg_requant(sa + sb, p->out_mult, p->out_shift) + p->out_zp;
-        out[i] = clamp8(v, p->act_min, p->act_max);
+    return anyppg_requant((v + off) * (1 << left_shift), mult, shift);
+}
+
+/* TFLite's int8 ADD. Each input's rescaling depends on its int8 value alone, so with scratch
+ * (2 KB, given for long tensors) both are tabulated once (512 requantisations instead of 2n). */
+void anyppg_add(const anyppg_add_params *p, const int8_t *a, const int8_t *b, int8_t *out, void *scratch)
+{
+    const int n = p->n, ls = p->left_shift, lo = p->act_min, hi = p->act_max;
+    const int32_t om = p->out_mult, zp = p->out_zp;
+    const int os = p->out_shift;
+    if (scratch) {
+        int32_t *ta = (int32_t *)scratch + 128, *tb = ta + 256;
+        for (int v = -128; v < 128; ++v) {
+            ta[v] = add_side(v, p->a_off, ls, p->a_mult, p->a_shift);
+            tb[v] = add_side(v, p->b_off, ls, p->b_mult, p->b_shift);
+        }
+        for (int i = 0; i < n; ++i)
+            out[i] = clamp8(anyppg_requant(ta[a[i]] + tb[b[i]], om, os) + zp, lo, hi);
+        return;
+    }
+    for (int i = 0; i < n; ++i) {
+        const int32_t sa = add_side(a[i], p->a_off, ls, p->a_mult, p->a_shift);
+        const int32_t sb = add_side(b[i], p->b_off, ls, p->b_mult, p->b_shift);
+        out[i] = clamp8(anyppg_requant(sa + sb, om, os) + zp, lo, hi);
     }
 }
 

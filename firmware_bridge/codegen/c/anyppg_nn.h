@@ -18,13 +18,16 @@ extern "C" {
 enum { ANYPPG_POOL_NONE = 0, ANYPPG_POOL_MAX = 1, ANYPPG_POOL_AVG = 2 };
 
 typedef struct {
-    const int8_t *w;        /* conv: [out_ch][kc4] rows (k * in_ch taps, zero-padded to kc4); depthwise: [k][out_ch] */
+    const int8_t *w;        /* conv: [out_ch][kc4] rows (k * in_ch taps, zero-padded to kc4), each channel
+                             * pair's rows interleaved per 4 positions (4 of c, 4 of c + 1, ...), an
+                             * odd last row plain; depthwise: [k][out_ch] */
     const int32_t *bias;    /* bias + in_off * sum(w) per output channel */
     const int32_t *mult;    /* Q31 per-channel multipliers */
     const int8_t *shift;
     int16_t in_len, in_ch, out_len, out_ch, k, stride, dil, pad, kc4, depth_mult;
     int32_t in_off, out_zp;
     int8_t act_min, act_max;
+    int8_t rq_fast;         /* 1: every shift <= -1 and |acc| < 2^30 (checked at generation) */
     /* pooling fused after the convolution (non-overlapping windows): output is the pool's */
     int8_t pool_kind, pool_act_min, pool_act_max;
     int8_t pool_max_raw;    /* 1: every shift <= 0, so max of accumulators, then requantise */
@@ -60,13 +63,18 @@ typedef struct {
     int32_t rows, depth, mult, left_shift, diff_min;
 } anyppg_softmax_params;
 
-/* scratch: 4 * out_ch * max(2, pool_k) bytes, 4-byte aligned (int32 accumulator rows). */
+/* scratch (4-byte aligned), ANYPPG_CONV_SCRATCH(out_ch, rows, kc4) bytes: int32 accumulator
+ * rows (rows = max(2, pool_k)), two int16 im2col columns, one int8 border window. */
+#define ANYPPG_CONV_SCRATCH(out_ch, rows, kc4) (4 * (out_ch) * (rows) + 4 * (kc4) + (kc4))
 void anyppg_conv(const anyppg_conv_params *p, const int8_t *in, int8_t *out, void *scratch);
 void anyppg_dwconv(const anyppg_conv_params *p, const int8_t *in, int8_t *out, void *scratch);
 void anyppg_fc(const anyppg_fc_params *p, const int8_t *in, int8_t *out);
 void anyppg_maxpool(const anyppg_pool_params *p, const int8_t *in, int8_t *out);
 void anyppg_avgpool(const anyppg_pool_params *p, const int8_t *in, int8_t *out);
-void anyppg_add(const anyppg_add_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+/* scratch: ANYPPG_ADD_SCRATCH bytes (4-byte aligned) or 0 */
+#define ANYPPG_ADD_SCRATCH 2048
+#define ANYPPG_ADD_TABLE_MIN_N 512
+void anyppg_add(const anyppg_add_params *p, const int8_t *a, const int8_t *b, int8_t *out, void *scratch);
 void anyppg_pad(int in_len, int ch, int out_len, int before, int8_t value, const int8_t *in, int8_t *out);
 void anyppg_logistic(const anyppg_logistic_params *p, const int8_t *in, int8_t *out);
 void anyppg_softmax(const anyppg_softmax_params *p, const int8_t *in, int8_t *out);
