@@ -130,8 +130,10 @@ def _bench_latency(f: Facts, label_pattern: str) -> str:
         return NOT_MEASURED
     if "error" in row:
         return f"{NOT_MEASURED} ({row['error']})"[:80]
-    us = float(row["p50_us"])
-    return (f"{us:.0f} us" if us < 1000 else f"{us / 1e3:.1f} ms") + " (p50, 1 thread)"
+    def t(us: float) -> str:
+        return f"{us:.0f} us" if us < 1000 else f"{us / 1e3:.1f} ms"
+    cpu = f", CPU time {t(float(row['cpu_p50_us']))}" if isinstance(row.get("cpu_p50_us"), (int, float)) else ""
+    return f"{t(float(row['p50_us']))} (p50 wall{cpu}, 1 thread)"
 
 
 def _cost_rows(f: Facts) -> list[tuple[str, list[str]]]:
@@ -272,8 +274,10 @@ def figure_list(f: Facts, figs: dict[str, Path | None]) -> list[tuple[str, Path 
         out.append((f"Probe: {t} (Bland-Altman or ROC, probe stage)", probe_dir / p, "probe plot missing"))
     if not plots:
         out.append(("Bland-Altman and ROC (probe stage)", None, "probe not run"))
-    out.append(("Latency distribution (bench stage)", figs.get("latency"),
-                "bench not run" if not f.done("bench") else "bench results carry no per-window latency samples"))
+    bench_png = f.bench.get("png")
+    out.append(("Latency distribution (bench stage)",
+                figs.get("latency") or (bench_png if bench_png is not None and bench_png.is_file() else None),
+                "bench not run" if not f.done("bench") else "bench wrote no latency samples or plot"))
     out.append(("HR error against coverage", figs.get("coverage"), f.eval_error or "no student HR predictions"))
     out.append(("A preprocessed window with its quality flags", figs.get("window"), "no store"))
     return out

@@ -69,7 +69,7 @@ def _device_stages(run: Path) -> None:
          "ethos_u55": {"time_us": 80.0, "cpu_ops": 0}}))
     (run / "bench").mkdir()                               # as `anyppg bench` writes it
     rng = np.random.default_rng(0)
-    lat = [{"model": "int8 LiteRT XNNPACK, 1 thread", "p50_us": 52.0, "p99_us": 60.0,
+    lat = [{"model": "int8 LiteRT XNNPACK, 1 thread", "p50_us": 52.0, "p99_us": 60.0, "cpu_p50_us": 50.0,
             "samples_us": (50 + 5 * rng.random(200)).tolist()},
            {"model": "float student, PyTorch", "error": "not given"},
            {"model": "run's teacher, PyTorch float", "p50_us": 9000.0, "p99_us": 9900.0,
@@ -127,8 +127,8 @@ def test_table_is_filled_from_the_stage_outputs(full_run):
     assert t["flash"][3:] == ["23.4 KB (M4 objects)", "58.6 KB"]
     assert t["RAM"][3:] == ["11.7 KB arena", "29.3 KB (static + stack)"]
     assert t["latency per window"][4] == "28.3 ms (estimate at 64 MHz, CPI 1.2)"
-    assert t["latency per window"][:3] == ["9.0 ms (p50, 1 thread)", "not measured (not given)",
-                                           "52 us (p50, 1 thread)"]
+    assert t["latency per window"][:3] == ["9.0 ms (p50 wall, 1 thread)", "not measured (not given)",
+                                           "52 us (p50 wall, CPU time 50 us, 1 thread)"]
     for name in ("training_curves", "coverage", "latency", "window"):
         assert (full_run / "figures" / f"{name}.png").is_file(), name
     md = (full_run / "report.md").read_text()
