@@ -299,7 +299,7 @@ def train(cfg: DistillConfig, data: Path, out: Path, resume: bool, quiet: bool =
     loop.check_steps(steps_per_epoch, len(ds), data, cfg.batch_size, d.world)
     total = loop.total_steps(steps_per_epoch, cfg.epochs, cfg.max_steps)
     run = loop.RunLog(out, d)
-    ck = run.start(resume)
+    ck = run.start(resume, store.spec)
     step = _resume(ck, model, opt, run.ckpt_path) if ck else 0
     model_config = _model_config(cfg, s_entry)
     teacher = targets.teacher if targets else None

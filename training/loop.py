@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from anyppg.runs import CHECKPOINT, METRICS, atomic_path
+from edge_runtime.spec import SignalSpec
 
 
 @dataclass
@@ -174,9 +175,9 @@ class RunLog:
         self.ckpt_path = self.out / CHECKPOINT
         self.metrics_path = self.out / METRICS
 
-    def start(self, resume: bool) -> dict | None:
-        """A fresh run: an empty metrics log, None. Resuming: the checkpoint (RNG state already
-        restored; log lines of steps the kill undid dropped)."""
+    def start(self, resume: bool, spec: SignalSpec | None = None) -> dict | None:
+        """A fresh run: an empty metrics log, None. Resuming: the checkpoint (made under `spec`,
+        the store's; RNG state already restored; log lines of steps the kill undid dropped)."""
         if not resume:
             if self.d.main:
                 self.out.mkdir(parents=True, exist_ok=True)
@@ -185,6 +186,8 @@ class RunLog:
         if not self.ckpt_path.is_file():
             raise FileNotFoundError(f"{self.ckpt_path}: nothing to resume from")
         ck = torch.load(self.ckpt_path, map_location=self.d.device, weights_only=True)
+        if spec is not None and isinstance(ck.get("spec"), dict):
+            spec.check_compatible(SignalSpec.from_dict(ck["spec"]), str(self.ckpt_path))
         torch.set_rng_state(ck["rng"][self.d.rank % len(ck["rng"])].cpu())
         if self.d.main:
             truncate_metrics(self.metrics_path, int(ck["step"]))

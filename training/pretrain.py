@@ -191,7 +191,7 @@ def train(cfg: PretrainConfig, data: Path, out: Path, resume: bool, quiet: bool 
     loop.check_steps(steps_per_epoch, len(ds), data, cfg.batch_size, d.world)
     total = loop.total_steps(steps_per_epoch, cfg.epochs, cfg.max_steps)
     run = loop.RunLog(out, d)
-    ck = run.start(resume)
+    ck = run.start(resume, store.spec)
     step = 0
     if ck:
         model.load_state_dict(ck["model"], strict=not frozen)

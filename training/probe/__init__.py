@@ -5,7 +5,9 @@
 
 Modules: tasks (registry), protocol (grouped CV ridge / logistic, subject bootstrap),
 embedders (run folders, checkpoints, random init; pluggable loaders), baselines (classical
-signal processing), plots, main (CLI).
+signal processing), stores (prepared through training.data.build, loaded once), runner (one
+task), report (probe.md, plots, predictions), plots, main (CLI; `--diagnoses TABLE` goes to
+diagnoses).
 """
 from .embedders import FunctionEmbedder, SeenData, load_embedder, register_loader
 from .main import main
