@@ -14,6 +14,7 @@ from pathlib import Path
 
 from anyppg.stage import run_stage, stage_parser
 from edge_runtime.spec import FLAG_NAMES, SPECS, SignalSpec
+from training.data import readers
 from training.data.build import BuildOptions, build_store, format_summary
 from training.data.build import record_windows  # noqa: F401  (imported from here by tests/training/test_troika.py)
 from training.data.records import ReaderError
@@ -22,7 +23,7 @@ from training.data.records import ReaderError
 def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("anyppg data prepare", __doc__)
     p.add_argument("--source", required=True,
-                   choices=["synthetic", "bidmc", "wfdb", "ppg-bp", "liu2022", "vitaldb", "csv"])
+                   choices=sorted(readers.known_sources()))
     p.add_argument("--input", default="", help="dataset folder or file (synthetic: 'subjects=24,minutes=4,seed=0')")
     p.add_argument("--out", required=True, help="store folder to create")
     p.add_argument("--spec", default="small", choices=sorted(SPECS), help="signal spec (default: small)")

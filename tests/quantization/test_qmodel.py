@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,3 +153,26 @@ def test_qat_cli_dispatch_and_one_line_errors(tmp_path, capsys):
     rc = main(["qat", "--from", str(tmp_path / "nope"), "--data", str(tmp_path), "--out", str(tmp_path / "o")])
     err = _error_lines(capsys.readouterr().err)
     assert rc == 1 and len(err) == 1 and err[0].startswith("anyppg qat: error:")
+
+
+def _store_with_band(src: Path, dst: Path, band) -> Path:
+    """A copy of a store whose index says it was prepared with another PPG band."""
+    import shutil
+    shutil.copytree(src, dst)
+    idx = json.loads((dst / "index.json").read_text())
+    idx["spec"]["ppg_band_hz"] = list(band)
+    (dst / "index.json").write_text(json.dumps(idx))
+    return dst
+
+
+@pytest.mark.parametrize("stage", ["qat", "export"])
+def test_store_of_another_filter_band_is_refused(stage, tmp_path, distill_run, qat_run, qstore, capsys):
+    """qat and export read the store through SignalSpec.check_compatible: a store prepared with
+    another band is one line naming the field, and nothing is written."""
+    from quantization import export
+    other = _store_with_band(qstore, tmp_path / "store", (0.5, 5.0))
+    mod, src = (qat, distill_run) if stage == "qat" else (export, qat_run)
+    rc = mod.main(["--from", str(src), "--data", str(other), "--out", str(tmp_path / "o"), "--quiet"])
+    err = _error_lines(capsys.readouterr().err)
+    assert rc == 1 and len(err) == 1 and "ppg_band_hz" in err[0] and "another signal spec" in err[0], err
+    assert not (tmp_path / "o").exists()

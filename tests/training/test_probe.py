@@ -15,7 +15,8 @@ from training.prepare import main as prepare_main
 from training.probe import FunctionEmbedder, load_embedder, main as probe_main
 from training.probe import protocol as P
 from training.probe import baselines as B
-from training.probe.main import StoreData, ensure_store, run_task
+from training.probe.runner import run_task
+from training.probe.stores import StoreData, ensure_store
 from training.probe.tasks import TASKS, parse_custom, resolve_tasks
 from training.data.store import WindowStore
 
@@ -332,3 +333,24 @@ def test_tiled_short_segments_are_found():
     assert B.tile_period(x) == 263
     assert B.tile_period(np.sin(2 * np.pi * 1.3 * np.arange(1250) / 125)
                          + np.random.default_rng(0).normal(0, 0.3, 1250)) is None
+
+
+def test_diagnoses_flag_routes_to_the_diagnoses_table(monkeypatch):
+    """`anyppg probe --diagnoses TABLE ...` is the disease table, not the task probes."""
+    import training.probe.diagnoses as diagnoses
+    seen = []
+    monkeypatch.setattr(diagnoses, "main", lambda argv: seen.append(list(argv)) or 7)
+    argv = ["--diagnoses", "codes.csv", "--encoder", "random:net1d-tiny", "--out", "o"]
+    assert probe_main(argv) == 7 and seen == [argv]
+    seen.clear()
+    assert probe_main(["--diagnoses=codes.csv", "--out", "o"]) == 7 and seen == [["--diagnoses=codes.csv", "--out", "o"]]
+
+
+def test_encoder_made_under_another_spec_is_skipped_by_the_spec_check():
+    from edge_runtime.spec import SignalSpec
+    from training.probe.runner import spec_mismatch
+    store_spec = SignalSpec()
+    emb = FunctionEmbedder("f", lambda x: x[:, :2], spec=SignalSpec(ppg_band_hz=(0.5, 5.0)))
+    msg = spec_mismatch(emb, store_spec)
+    assert msg.startswith("skipped:") and "ppg_band_hz" in msg
+    assert spec_mismatch(FunctionEmbedder("g", lambda x: x, spec=SignalSpec()), store_spec) is None

@@ -14,7 +14,7 @@ from tests.conftest import shared_dataset
 from training.data import readers
 from training.data.records import ReaderError, Record
 
-READERS = ("bidmc", "wfdb", "ppg-bp", "liu2022", "vitaldb", "csv")
+READERS = ("bidmc", "wfdb", "ppg-bp", "liu2022", "vitaldb", "csv", "troika")
 
 
 def raises_reader_error(fn, path, *words) -> str:
