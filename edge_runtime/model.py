@@ -79,7 +79,7 @@ class EdgeModel:
                 raise ValueError(f"{self.name} takes an 'accel' input: supply accelerometer samples")
             it.set_tensor(self.inputs["accel"]["index"], self.quantize("accel", accel))
         it.invoke()
-        return {n: it.get_tensor(e["index"]).copy() for n, e in self.outputs.items()}
+        return {n: it.get_tensor(e["index"]) for n, e in self.outputs.items()}   # copies already
 
     def dequantize(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Raw tensors -> real values by name, with (1, ...) batch axis dropped."""
