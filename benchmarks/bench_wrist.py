@@ -76,8 +76,8 @@ def run_model(it, sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.
         it.invoke()
         for o in outs:
             res[o["name"]].append(dequantize(it.get_tensor(o["index"]), o["scale"], o["zero_point"]))
-    return {k: np.concatenate(v).reshape(n, -1).squeeze(-1) if v else np.zeros(0)
-            for k, v in res.items()}
+    flat = {k: np.concatenate(v).reshape(n, -1) for k, v in res.items()}
+    return {k: v[:, 0] if v.shape[1] == 1 else v for k, v in flat.items()}
 
 
 # --------------------------------------------------------------------------- the sets
