@@ -13,7 +13,7 @@ import numpy as np
 from .timebase import InputError
 
 PPG_NAMES = ("ppg", "pleth", "pulse", "bvp", "ppg_ir", "ir", "green")
-TIME_NAMES = ("time", "t", "timestamp", "time [s]", "time_[s]", "time_s", "seconds")
+TIME_NAMES = ("time", "t", "timestamp", "time [s]", "time_s", "seconds")
 
 
 @dataclass
@@ -28,16 +28,18 @@ class Recording:
 
 def _pick(names: list[str], want: str | None, defaults: tuple[str, ...], what: str, path: Path,
           required: bool = True) -> str | None:
-    low = {n.strip().lower(): n for n in names}
+    def norm(n: str) -> str:            # genfromtxt turns spaces in a header into underscores
+        return n.strip().lower().replace(" ", "_")
+    low = {norm(n): n for n in names}
     if want is not None:
         if want in names:
             return want
-        if want.strip().lower() in low:
-            return low[want.strip().lower()]
+        if norm(want) in low:
+            return low[norm(want)]
         raise InputError(f"{path}: no {what} column {want!r} (columns: {', '.join(n.strip() for n in names)})")
     for d in defaults:
-        if d in low:
-            return low[d]
+        if norm(d) in low:
+            return low[norm(d)]
     if required:
         raise InputError(f"{path}: cannot tell which column is the {what} "
                          f"(columns: {', '.join(n.strip() for n in names)}); pass --{what}-column")

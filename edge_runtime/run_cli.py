@@ -33,7 +33,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="CSV, CSV.GZ, NPZ or WFDB .hea")
     p.add_argument("--fs", type=str, default=None, help="sensor rate in Hz")
     p.add_argument("--ppg-column")
-    p.add_argument("--time-column", help="per-sample timestamps (seconds unless --time-unit ms)")
+    p.add_argument("--time-column", help="place samples by these per-sample timestamps (seconds unless "
+                   "--time-unit ms); a column named time/timestamp is otherwise only used for the rate")
     p.add_argument("--time-unit", choices=("s", "ms"), default="s")
     p.add_argument("--out", help="results .csv or .json")
     p.add_argument("--backend", choices=BACKENDS, default="xnnpack")
@@ -89,7 +90,8 @@ def run(args) -> tuple[list[WindowResult], dict]:
         raise InputError(f"{rec.path}: the file gives no rate: pass --fs (or a --time-column)")
     stream = PPGStream(model, fs)
     results: list[WindowResult] = []
-    x, t = rec.samples, rec.timestamps
+    # a time column found by its name only gives the rate; --time-column places samples by it
+    x, t = rec.samples, (rec.timestamps if args.time_column else None)
     step = max(1, int(round(args.chunk_s * stream.plan.nominal_hz))) if args.chunk_s > 0 else len(x)
     for i in range(0, len(x), step):
         results += stream.push(x[i:i + step], None if t is None else t[i:i + step])

@@ -80,12 +80,13 @@ def plan_rate(fs, model_fs: float, band_top_hz: float) -> RatePlan:
 
 
 def rate_from_timestamps(t: np.ndarray, what: str = "timestamps") -> float:
-    """The sensor rate a file's timestamps show: 1 / median step (for files without --fs)."""
+    """The sensor rate a file's timestamps show, for files without --fs: samples per second
+    over the whole span (robust to timestamps printed with few digits, e.g. BIDMC's CSVs after
+    100 s; a file with gaps should be run with its timestamps or a declared rate)."""
     t = np.asarray(t, np.float64)
-    if len(t) < 2:
-        raise InputError(f"{what}: need at least 2 timestamps to infer a rate")
-    check_increasing(t, None, what)
-    return 1.0 / float(np.median(np.diff(t)))
+    if len(t) < 2 or not np.isfinite(t[[0, -1]]).all() or t[-1] <= t[0]:
+        raise InputError(f"{what}: timestamps do not span a positive time; pass --fs")
+    return (len(t) - 1) / float(t[-1] - t[0])
 
 
 def check_increasing(t: np.ndarray, prev: float | None, what: str = "timestamps",
@@ -98,8 +99,10 @@ def check_increasing(t: np.ndarray, prev: float | None, what: str = "timestamps"
     bad = np.flatnonzero(steps <= 0)
     if len(bad):
         i = bad[0] + (0 if prev is None else -1) + 1
+        hint = (" (timestamps printed with too few digits? give the rate instead)"
+                if full[bad[0] + 1] == full[bad[0]] else "")
         raise InputError(f"{what}: timestamps must increase, sample {offset + i} at {full[bad[0] + 1]:g} s "
-                         f"follows {full[bad[0]]:g} s")
+                         f"follows {full[bad[0]]:g} s{hint}")
 
 
 class GridClock:

@@ -146,7 +146,10 @@ def test_cli_runs_a_csv_and_writes_results(export_dir, tmp_path, capsys):
     out = tmp_path / "res.json"
     assert run_main(["--model", str(export_dir), "--input", str(csv), "--out", str(out)]) == 0
     d = json.loads(out.read_text())
-    assert d["fs_nominal"] == 64.0 and d["timestamps"] and len(d["windows"]) == 3
+    assert d["fs_nominal"] == 64.0 and not d["timestamps"] and len(d["windows"]) == 3
+    assert run_main(["--model", str(export_dir), "--input", str(csv), "--time-column", "time",
+                     "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["timestamps"]
     assert run_main(["--model", str(export_dir), "--input", str(csv), "--fs", "64", "--time-column", "nope"]) == 2
     assert "no time column 'nope'" in capsys.readouterr().err
     assert run_main(["--model", str(export_dir), "--input", str(csv), "--fs", "0"]) == 2
