@@ -92,7 +92,7 @@ def resolve_store(args) -> Path:
         return Path(args.store)
     if not args.input or not args.source:
         raise ValueError("give --store DIR, or --source SRC and --input PATH to prepare one")
-    from .main import ensure_store
+    from .stores import ensure_store
     from .tasks import Task
     task = Task("diagnoses", args.source, str(Path(args.input).resolve()), "none", "binary", group="custom")
     path, why = ensure_store(task, Path(args.stores), args.spec)
