@@ -22,7 +22,7 @@ from pathlib import Path
 
 from anyppg.runs import atomic_write_text
 
-from .emit import conv_weights, header, source
+from .emit import conv_weights, dw_weights16, header, rq_fast, source
 from .lower import SUPPORTED_OPS, CodegenError, Lowered, lower
 from .plan import fuse as fuse_layers
 from .plan import plan_arena
@@ -34,15 +34,31 @@ SOURCES = ("anyppg_model.c", "anyppg_nn.c")
 __all__ = ["generate_inference", "CodegenError", "SUPPORTED_OPS", "C_DIR", "KERNEL_FILES", "SOURCES"]
 
 
+def _conv_bytes(l) -> int:
+    w, b, _ = conv_weights(l)
+    wb = w.size if l.kind == "conv" else 2 * dw_weights16(w).size
+    return wb + (4 + (9 if rq_fast(l) else 5)) * b.size   # bias; (mult, rounding) + e, or mult + shift
+
+
 def _weight_bytes(layers) -> int:
     n = 0
     for l in layers:
         if l.kind in ("conv", "dwconv"):
-            w, b, _ = conv_weights(l)
-            n += w.size + 4 * b.size + 4 * len(l.p["mult"]) + len(l.p["shift"])
+            n += _conv_bytes(l) + (_conv_bytes(l.p["then"]) if "then" in l.p else 0)
         elif l.kind == "fc":
             n += l.p["w"].size + 8 * l.p["n_out"] + l.p["n_out"]
     return int(n)
+
+
+def _macs(l) -> int:
+    p = l.p
+    if l.kind == "conv":
+        return p["out_len"] * p["out_ch"] * p["k"] * p["in_ch"]
+    if l.kind == "dwconv":
+        return p["out_len"] * p["out_ch"] * p["k"] + (_macs(p["then"]) if "then" in p else 0)
+    if l.kind == "fc":
+        return p["n_in"] * p["n_out"]
+    return 0
 
 
 def _ports(low: Lowered, which: dict[str, int]) -> dict[str, dict]:
@@ -64,15 +80,7 @@ def generate_inference(model_bytes: bytes, sidecar: dict, out_dir: Path, *, fuse
         tmp = out_dir / f".{f}.tmp"
         shutil.copyfile(C_DIR / f, tmp)
         tmp.replace(out_dir / f)
-    macs = 0
-    for l in layers:
-        p = l.p
-        if l.kind == "conv":
-            macs += p["out_len"] * p["out_ch"] * p["k"] * p["in_ch"]
-        elif l.kind == "dwconv":
-            macs += p["out_len"] * p["out_ch"] * p["k"]
-        elif l.kind == "fc":
-            macs += p["n_in"] * p["n_out"]
+    macs = sum(_macs(l) for l in layers)
     return {"arena_bytes": plan.arena_bytes, "arena_bytes_unshared": plan.naive_bytes,
             "weight_bytes": _weight_bytes(layers), "macs": int(macs), "ops": low.ops,
             "layers": [l.label for l in layers if l.kind != "reshape"],

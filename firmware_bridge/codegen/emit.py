@@ -49,16 +49,35 @@ def pair_interleaved(rows: np.ndarray) -> np.ndarray:
     return np.concatenate([pairs, rows[n:].reshape(-1)])
 
 
+def dw_weights16(w: np.ndarray) -> np.ndarray:
+    """Depthwise [K][OC] weights in the kernels' int16 layout (anyppg_nn.h): groups of 4 channels,
+    per tap (c0, c2, c1, c3), missing channels of the last group 0. Returns (G, K, 4)."""
+    k, oc = w.shape
+    g = (oc + 3) // 4
+    padded = np.zeros((k, g * 4), np.int32)
+    padded[:, :oc] = w
+    return padded.reshape(k, g, 4)[:, :, [0, 2, 1, 3]].transpose(1, 0, 2)
+
+
+RQ_MAX_SHIFT = 22    # anyppg_nn.c rq_fast: out_zp * 2^e folded into the rounding term fits int32
+
+
 def rq_fast(l: Layer) -> bool:
     """Whether the kernels may requantise `l`'s accumulators the short way (anyppg_nn.c rq_fast):
-    every channel shifts right (shift <= -1) and no accumulator can reach 2^30 in magnitude
+    every channel shifts right by 1..22 and no accumulator can reach 2^30 in magnitude
     (|folded bias| + 128 * sum|w| per channel, over any int8 input)."""
     p = l.p
-    if max(p["shift"]) > -1 or min(p["mult"]) <= 0:
+    if max(p["shift"]) > -1 or min(p["shift"]) < -RQ_MAX_SHIFT or min(p["mult"]) <= 0:
         return False
     w, folded, _ = conv_weights(l)
     w_abs = np.abs(w).sum(axis=1) if l.kind == "conv" else np.abs(w).sum(axis=0)
     return bool(np.all(np.abs(folded) + 128 * w_abs.astype(np.int64) < 2**30))
+
+
+def rq_pairs(p: dict) -> np.ndarray:
+    """Per channel (mult, 2^(e-1) + out_zp * 2^e) with e = -shift (anyppg_nn.c rq_fast)."""
+    e = -np.asarray(p["shift"], np.int64)
+    return np.stack([np.asarray(p["mult"], np.int64), (1 << (e - 1)) + p["out_zp"] * (1 << e)], axis=1)
 
 
 def _check_i32(v: np.ndarray, what: str):
@@ -67,26 +86,47 @@ def _check_i32(v: np.ndarray, what: str):
         raise CodegenError(f"{what}: folded bias overflows int32")
 
 
-def _emit_conv(i: int, l: Layer, consts: list[str]) -> str:
+def _conv_params(name: str, l: Layer, consts: list[str]) -> None:
+    """Emit `l`'s constants and its anyppg_conv_params block `name`."""
     p = l.p
     w, folded, kc4 = conv_weights(l)
-    _check_i32(folded, f"layer {i}")
-    consts += [_array("int8_t", f"w{i}", pair_interleaved(w) if l.kind == "conv" else w),
-               _array("int32_t", f"b{i}", folded),
-               _array("int32_t", f"m{i}", p["mult"]), _array("int8_t", f"s{i}", p["shift"])]
+    _check_i32(folded, f"layer {name}")
+    fast = rq_fast(l)
+    if l.kind == "conv":
+        consts.append(_array("int8_t", f"{name}_w", pair_interleaved(w)))
+        wfield = f".w = {name}_w"
+    else:
+        consts.append(_array("int16_t", f"{name}_w", dw_weights16(w)))
+        wfield = f".w16 = {name}_w"
+    consts.append(_array("int32_t", f"{name}_b", folded))
+    if fast:          # the short requantisation's constants only
+        consts += [_array("int32_t", f"{name}_q", rq_pairs(p)), _array("uint8_t", f"{name}_e", -np.asarray(p["shift"]))]
+        rq = f".rq = {name}_q, .rq_e = {name}_e"
+    else:
+        consts += [_array("int32_t", f"{name}_m", p["mult"]), _array("int8_t", f"{name}_s", p["shift"])]
+        rq = f".mult = {name}_m, .shift = {name}_s"
     pool = p.get("pool")
     kinds = {"maxpool": "ANYPPG_POOL_MAX", "avgpool": "ANYPPG_POOL_AVG"}
     pool_fields = (f", .pool_kind = {kinds[pool['kind']]}, .pool_act_min = {pool['act_min']}, "
                    f".pool_act_max = {pool['act_max']}, .pool_k = {pool['k']}, "
                    f".pool_stride = {pool['stride']}, .pool_pad = {pool['pad']}, "
                    f".pool_out_len = {pool['out_len']}, .pool_max_raw = {int(max(p['shift']) <= 0)}") if pool else ""
+    full = int(p["act_min"] == -128 and p["act_max"] == 127)
     consts.append(
-        f"static const anyppg_conv_params c{i} = {{ .w = w{i}, .bias = b{i}, .mult = m{i}, .shift = s{i},\n"
+        f"static const anyppg_conv_params {name} = {{ {wfield}, .bias = {name}_b, {rq},\n"
         f"    .in_len = {p['in_len']}, .in_ch = {p['in_ch']}, .out_len = {p['out_len']}, "
         f".out_ch = {p['out_ch']}, .k = {p['k']}, .stride = {p['stride']}, .dil = {p['dil']}, "
         f".pad = {p['pad']}, .kc4 = {kc4}, .depth_mult = {p['depth_mult']},\n"
         f"    .in_off = {-p['in_zp']}, .out_zp = {p['out_zp']}, .act_min = {p['act_min']}, "
-        f".act_max = {p['act_max']}, .rq_fast = {int(rq_fast(l))}{pool_fields} }};\n")
+        f".act_max = {p['act_max']}, .rq_fast = {int(fast)}, .full_range = {full}{pool_fields} }};\n")
+
+
+def _emit_conv(i: int, l: Layer, consts: list[str]) -> str:
+    _conv_params(f"c{i}", l, consts)
+    then = l.p.get("then")
+    if then is not None:          # depthwise -> 1x1 conv (plan.fuse)
+        _conv_params(f"c{i}_pw", then, consts)
+        return f"anyppg_dwconv_pw(&c{i}, &c{i}_pw, {{in0}}, {{out}}, {{scratch}});"
     fn = "anyppg_conv" if l.kind == "conv" else "anyppg_dwconv"
     return f"{fn}(&c{i}, {{in0}}, {{out}}, {{scratch}});"
 
@@ -103,7 +143,7 @@ def _emit_fc(i: int, l: Layer, consts: list[str]) -> str:
     return f"anyppg_fc(&c{i}, {{in0}}, {{out}});"
 
 
-def _emit_pool(i: int, l: Layer, consts: list[str]) -> str:
+def _emit_pool(i, l: Layer, consts: list[str]) -> str:
     p = l.p
     consts.append(f"static const anyppg_pool_params c{i} = {{ .in_len = {p['in_len']}, .ch = {p['ch']}, "
                   f".out_len = {p['out_len']}, .k = {p['k']}, .stride = {p['stride']}, .pad = {p['pad']}, "
@@ -118,6 +158,10 @@ def _emit_add(i: int, l: Layer, consts: list[str]) -> str:
                   f".a_mult = {p['a_mult']}, .b_mult = {p['b_mult']}, .out_mult = {p['out_mult']}, "
                   f".a_shift = {p['a_shift']}, .b_shift = {p['b_shift']}, .out_shift = {p['out_shift']}, "
                   f".act_min = {p['act_min']}, .act_max = {p['act_max']} }};\n")
+    pool = p.get("pool")
+    if pool is not None:          # ADD -> MAX_POOL_2D (plan.fuse)
+        _emit_pool(f"{i}_pool", Layer("maxpool", l.op_index, [], l.output, pool), consts)
+        return f"anyppg_add_maxpool(&c{i}, &c{i}_pool, {{in0}}, {{in1}}, {{out}}, {{scratch}});"
     return f"anyppg_add(&c{i}, {{in0}}, {{in1}}, {{out}}, {{scratch}});"
 
 

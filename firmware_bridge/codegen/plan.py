@@ -3,7 +3,9 @@
 Fusion: a convolution whose only consumer is a non-overlapping MAX_POOL_2D / AVERAGE_POOL_2D
 computes each pooling window's conv rows into scratch and pools them at once, so the conv
 output (the stem's is the largest tensor) never exists whole; the integer result is the
-same bytes, since pooling reads exactly those clamped int8 rows.
+same bytes, since pooling reads exactly those clamped int8 rows. A depthwise convolution feeding
+a 1x1 convolution is made a chunk of rows at a time and consumed at once (its output never
+exists whole), and an ADD feeding a MAX_POOL_2D pools before its output requantisation.
 
 Arena: every activation buffer lives from the layer that writes it to the last layer that reads
 it; RESHAPE-like layers alias their input. Buffers are placed largest first at the lowest
@@ -27,40 +29,88 @@ def _consumers(layers: list[Layer]) -> dict[int, list[int]]:
     return out
 
 
-def fuse(low: Lowered, enable: bool = True) -> list[Layer]:
-    """Layers after fusing conv -> pool pairs (see module docstring)."""
-    layers = list(low.layers)
-    if not enable:
-        return layers
-    ports = set(low.outputs.values())
+def _conv_pool(l: Layer, nxt: Layer) -> Layer | None:
+    if l.kind in ("conv", "dwconv") and "pool" not in l.p and "then" not in l.p \
+            and nxt.kind in ("maxpool", "avgpool") and nxt.p["stride"] >= nxt.p["k"]:
+        pp = nxt.p
+        fused = Layer(l.kind, l.op_index, l.inputs, nxt.output, dict(l.p), l.fused + [nxt.kind])
+        fused.p["pool"] = dict(kind=nxt.kind, k=pp["k"], stride=pp["stride"], pad=pp["pad"],
+                               out_len=pp["out_len"], act_min=pp["act_min"], act_max=pp["act_max"])
+        return fused
+    return None
+
+
+def _dw_pointwise(l: Layer, nxt: Layer) -> Layer | None:
+    """depthwise -> 1x1 conv (whose pool, if fused, has stride == k and no padding: the chunks
+    of depthwise rows then hold whole pooling windows; anyppg_dwconv_pw)."""
+    if l.kind != "dwconv" or "pool" in l.p or "then" in l.p or nxt.kind != "conv" or "then" in nxt.p:
+        return None
+    q, pool = nxt.p, nxt.p.get("pool")
+    if q["k"] != 1 or q["stride"] != 1 or q["pad"] != 0 or q["in_len"] != l.p["out_len"]:
+        return None
+    if pool is not None and (pool["stride"] != pool["k"] or pool["pad"] != 0):
+        return None
+    fused = Layer("dwconv", l.op_index, l.inputs, nxt.output, dict(l.p), l.fused + [nxt.label])
+    fused.p["then"] = nxt
+    return fused
+
+
+def _add_maxpool(l: Layer, nxt: Layer) -> Layer | None:
+    """ADD -> MAX_POOL_2D: max commutes with the ADD's output requantisation, which is
+    non-decreasing when its multiplier is positive and it shifts right (anyppg_add_maxpool)."""
+    if l.kind != "add" or "pool" in l.p or nxt.kind != "maxpool":
+        return None
+    if l.p["out_mult"] <= 0 or l.p["out_shift"] > 0:
+        return None
+    fused = Layer("add", l.op_index, l.inputs, nxt.output, dict(l.p), l.fused + ["maxpool"])
+    fused.p["pool"] = dict(nxt.p)
+    return fused
+
+
+def _fuse_pass(layers: list[Layer], ports: set[int], rule) -> list[Layer]:
+    cons = _consumers(layers)
     out: list[Layer] = []
     i = 0
     while i < len(layers):
         l = layers[i]
         nxt = layers[i + 1] if i + 1 < len(layers) else None
-        cons = _consumers(layers).get(l.output, [])
-        if (l.kind in ("conv", "dwconv") and "pool" not in l.p and nxt is not None
-                and nxt.kind in ("maxpool", "avgpool") and cons == [i + 1]
-                and l.output not in ports and nxt.p["stride"] >= nxt.p["k"]):
-            pp = nxt.p
-            fused = Layer(l.kind, l.op_index, l.inputs, nxt.output, dict(l.p), l.fused + [nxt.kind])
-            fused.p["pool"] = dict(kind=nxt.kind, k=pp["k"], stride=pp["stride"], pad=pp["pad"],
-                                   out_len=pp["out_len"], act_min=pp["act_min"], act_max=pp["act_max"])
-            out.append(fused)
-            i += 2
-            continue
-        out.append(l)
-        i += 1
+        fused = None
+        if nxt is not None and cons.get(l.output, []) == [i + 1] and l.output not in ports:
+            fused = rule(l, nxt)
+        out.append(fused or l)
+        i += 2 if fused else 1
     return out
 
 
+def fuse(low: Lowered, enable: bool = True) -> list[Layer]:
+    """Layers after fusing conv -> pool, depthwise -> 1x1 conv (-> pool) and ADD -> max pool
+    (see module docstring and each rule)."""
+    layers = list(low.layers)
+    if not enable:
+        return layers
+    ports = set(low.outputs.values())
+    for rule in (_conv_pool, _dw_pointwise, _add_maxpool):
+        layers = _fuse_pass(layers, ports, rule)
+    return layers
+
+
+def dwpw_rows(pool_k: int) -> int:
+    """anyppg_nn.h ANYPPG_DWPW_ROWS: depthwise rows per chunk."""
+    return pool_k * max(1, 16 // pool_k) if pool_k > 1 else 16
+
+
 def scratch_bytes(l: Layer) -> int:
-    """Per-call scratch of a conv (anyppg_nn.h ANYPPG_CONV_SCRATCH): int32 accumulator rows (two
-    pixels, or one pooling window), two int16 im2col columns and one int8 border window."""
+    """Per-call scratch (anyppg_nn.h): a conv's int32 accumulator rows (two pixels, or one
+    pooling window), two int16 im2col columns and one int8 border window; a fused depthwise ->
+    1x1 conv's chunk of depthwise rows before the conv's own; an ADD's two tables."""
     if l.kind == "add":      # anyppg_nn.h ANYPPG_ADD_SCRATCH from ANYPPG_ADD_TABLE_MIN_N elements
-        return 2048 if l.p["n"] >= 512 else 0
+        return 2048 if l.p["n"] >= 512 or "pool" in l.p else 0
     if l.kind not in ("conv", "dwconv"):
         return 0
+    then = l.p.get("then")
+    if then is not None:
+        pk = then.p["pool"]["k"] if "pool" in then.p else 1
+        return (dwpw_rows(pk) * l.p["out_ch"] + 3) // 4 * 4 + scratch_bytes(then)
     pool = l.p.get("pool")
     kc4 = (l.p["k"] * l.p["in_ch"] + 3) // 4 * 4 if l.kind == "conv" else 0
     narrow = 4 * 16 + 4 * 16 * 4 * 4 + 8 if kc4 == 8 else 0     # anyppg_nn.c conv_narrow's columns

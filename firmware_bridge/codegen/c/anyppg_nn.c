@@ -30,26 +30,38 @@ static inline int8_t clamp8(int32_t v, int lo, int hi)
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-/* TFLite's requantisation when the generator proved rq_fast (every shift <= -1, |acc| < 2^30):
- * SaturatingRoundingDoublingHighMul(acc, m) == (2 acc m + 2^31) >> 32 (SMMULR of 2 acc; no
- * saturation since m > 0), and RoundingDivideByPOT(x, e) == (x + 2^(e-1) - (x < 0)) >> e for
- * e >= 1 (no overflow since |x| <= |acc| < 2^30). Same bytes as anyppg_requant, fewer steps. */
-static inline int32_t rq_fast(int32_t acc, int32_t m, int e)
+/* TFLite's requantisation when the generator proved rq_fast (every shift in [-22, -1],
+ * |acc| < 2^30), q = (m, 2^(e-1) + zp * 2^e): SaturatingRoundingDoublingHighMul(acc, m) ==
+ * (2 acc m + 2^31) >> 32 (SMMULR of 2 acc; no saturation since m > 0), and
+ * RoundingDivideByPOT(x, e) + zp == (x + 2^(e-1) - (x < 0) + zp * 2^e) >> e for e >= 1 (adding a
+ * multiple of 2^e commutes with the floor; no overflow since |x| < 2^30 and e <= 22). Same
+ * bytes as anyppg_requant + zp, five instructions. */
+static inline int32_t rq_fast(int32_t acc, const int32_t *q, int e)
 {
 #ifdef ANYPPG_NN_DSP
     int32_t x;
-    __asm("smmulr %0, %1, %2" : "=r"(x) : "r"((int32_t)((uint32_t)acc << 1)), "r"(m));
+    __asm("smmulr %0, %1, %2" : "=r"(x) : "r"((int32_t)((uint32_t)acc << 1)), "r"(q[0]));
 #else
-    const int32_t x = (int32_t)(((int64_t)acc * m + (1 << 30)) >> 31);
+    const int32_t x = (int32_t)(((int64_t)acc * q[0] + (1 << 30)) >> 31);
 #endif
-    return (x + (1 << (e - 1)) + (x >> 31)) >> e;
+    return (x + q[1] + (x >> 31)) >> e;
+}
+
+/* int8 saturation (SSAT on the DSP path), then the fused activation's clamp where it is narrower */
+static inline int8_t sat8(int32_t v, int full, int lo, int hi)
+{
+#ifdef ANYPPG_NN_DSP
+    v = __ssat(v, 8);
+#else
+    v = v < -128 ? -128 : (v > 127 ? 127 : v);
+#endif
+    return (int8_t)(full ? v : (v < lo ? lo : (v > hi ? hi : v)));
 }
 
 static inline int8_t conv_out(const anyppg_conv_params *p, int32_t acc, int c)
 {
-    const int32_t v = p->rq_fast ? rq_fast(acc, p->mult[c], -p->shift[c])
-                                 : anyppg_requant(acc, p->mult[c], p->shift[c]);
-    return clamp8(v + p->out_zp, p->act_min, p->act_max);
+    if (p->rq_fast) return sat8(rq_fast(acc, p->rq + 2 * c, p->rq_e[c]), p->full_range, p->act_min, p->act_max);
+    return clamp8(anyppg_requant(acc, p->mult[c], p->shift[c]) + p->out_zp, p->act_min, p->act_max);
 }
 
 /* acc + a . b over n int8 values (any n). */
@@ -254,7 +266,6 @@ static void conv_narrow(const anyppg_conv_params *p, const int8_t *in, int8_t *o
     const int pk = pooled ? p->pool_k : 1, nq = pooled ? p->pool_out_len : p->out_len;
     const int ch = p->out_ch, lo = p->act_min, hi = p->act_max;
     const int lo2 = pooled ? p->pool_act_min : -128, hi2 = pooled ? p->pool_act_max : 127;
-    const int32_t zp = p->out_zp;
     int32_t *best = (int32_t *)work;                         /* ANYPPG_NARROW_Q accumulators */
     uint32_t *cols = (uint32_t *)(best + ANYPPG_NARROW_Q);   /* 4 words per pixel */
     int8_t *tmp = (int8_t *)(cols + 4 * ANYPPG_NARROW_Q * 4);
@@ -289,11 +300,12 @@ static void conv_narrow(const anyppg_conv_params *p, const int8_t *in, int8_t *o
                 }
             }
             /* pass 2: requantise */
-            const int32_t m = p->mult[c];
-            const int e = -p->shift[c];
+            const int32_t *qc = p->rq + 2 * c;
+            const int e = p->rq_e[c];
+            const int full = p->full_range;
             int8_t *dst = out + q0 * ch + c;
             for (int q = 0; q < q1 - q0; ++q, dst += ch) {
-                const int v = clamp8(rq_fast(best[q], m, e) + zp, lo, hi);
+                const int v = sat8(rq_fast(best[q], qc, e), full, lo, hi);
                 *dst = (int8_t)(lo2 == -128 && hi2 == 127 ? v : clamp8(v, lo2, hi2));
             }
         }
@@ -321,44 +333,93 @@ static void conv_accs(const anyppg_conv_params *p, const int8_t *in, int o0, int
 #endif
 
 /* ---------------------------------------------------------------------- DEPTHWISE_CONV_2D */
-static void dw_acc1(const anyppg_conv_params *p, const int8_t *in, int o, int32_t *acc)
+/* Weight of channel c at tap t in the int16 layout (anyppg_nn.h: groups of 4 as c0, c2, c1, c3). */
+static inline int32_t dw_w(const anyppg_conv_params *p, int t, int c)
+{
+    const int j = c & 3;
+    return p->w16[((c >> 2) * p->k + t) * 4 + (((j & 1) << 1) | (j >> 1))];
+}
+
+static inline int dw_interior(const anyppg_conv_params *p, int s)
+{
+    return p->depth_mult == 1 && p->dil == 1 && s >= 0 && s + p->k <= p->in_len;
+}
+
+/* Accumulators of channels [c0, ch) of pixel o, any geometry (padding taps cancel the folded bias). */
+static void dw_acc_tail(const anyppg_conv_params *p, const int8_t *in, int o, int c0, int32_t *acc)
 {
     const int s = o * p->stride - p->pad;
-    const int ch = p->out_ch;
-    int c = 0;
-    if (p->depth_mult == 1 && p->dil == 1 && s >= 0 && s + p->k <= p->in_len) {
-#ifdef ANYPPG_NN_DSP
-        for (; c + 3 < ch; c += 4) {
-            int32_t a0 = p->bias[c], a1 = p->bias[c + 1], a2 = p->bias[c + 2], a3 = p->bias[c + 3];
-            const int8_t *x = in + s * ch + c;
-            const int8_t *w = p->w + c;
-            for (int t = 0; t < p->k; ++t, x += ch, w += ch) {
-                const uint32_t xv = rd32(x), wv = rd32(w);
-                const uint32_t xe = __sxtb16(xv), xo = sxtb16_ror8(xv);
-                const uint32_t we = __sxtb16(wv), wo = sxtb16_ror8(wv);
-                a0 = __smlabb(xe, we, a0); a2 = __smlatt(xe, we, a2);
-                a1 = __smlabb(xo, wo, a1); a3 = __smlatt(xo, wo, a3);
-            }
-            acc[c] = a0; acc[c + 1] = a1; acc[c + 2] = a2; acc[c + 3] = a3;
-        }
-#endif
-        for (; c < ch; ++c) {
-            int32_t a = p->bias[c];
-            for (int t = 0; t < p->k; ++t) a += in[(s + t) * ch + c] * p->w[t * ch + c];
-            acc[c] = a;
-        }
-        return;
-    }
-    for (; c < ch; ++c) {
+    for (int c = c0; c < p->out_ch; ++c) {
         const int ic = c / p->depth_mult;
         int32_t a = p->bias[c];
         for (int t = 0; t < p->k; ++t) {
             const int pos = s + t * p->dil;
-            const int32_t w = p->w[t * ch + c];
+            const int32_t w = dw_w(p, t, c);
             a += (pos < 0 || pos >= p->in_len) ? -p->in_off * w : in[pos * p->in_ch + ic] * w;
         }
         acc[c] = a;
     }
+}
+
+/* Four channels' accumulators over k taps of an interior window starting at x (row stride ch),
+ * weights w: k pairs of words (c0, c2), (c1, c3). */
+#define DW_TAPS4(x, w, ch, k, a0, a1, a2, a3) \
+    for (int t_ = 0; t_ < (k); ++t_) DW_TAP4((x) + t_ * (ch), (w) + 4 * t_, a0, a1, a2, a3)
+#ifdef ANYPPG_NN_DSP
+#define DW_TAP4(x, w, a0, a1, a2, a3) do { \
+        const uint32_t xv_ = rd32(x), xe_ = __sxtb16(xv_), xo_ = sxtb16_ror8(xv_); \
+        const uint32_t we_ = rd32((const int8_t *)(w)), wo_ = rd32((const int8_t *)(w) + 4); \
+        a0 = __smlabb(xe_, we_, a0); a2 = __smlatt(xe_, we_, a2); \
+        a1 = __smlabb(xo_, wo_, a1); a3 = __smlatt(xo_, wo_, a3); } while (0)
+#else
+#define DW_TAP4(x, w, a0, a1, a2, a3) do { \
+        a0 += (x)[0] * (w)[0]; a2 += (x)[2] * (w)[1]; a1 += (x)[1] * (w)[2]; a3 += (x)[3] * (w)[3]; } while (0)
+#endif
+
+/* One interior pixel, requantised in the same loop: 4 channels at a time, each group's
+ * accumulators in registers from bias to int8 (rq_fast layers). k is a constant where inlined. */
+static inline __attribute__((always_inline)) void dw_px(const anyppg_conv_params *p, const int8_t *x,
+                                                        int8_t *out, const int k)
+{
+    const int ch = p->out_ch, full = p->full_range, lo = p->act_min, hi = p->act_max;
+    const int16_t *w = p->w16;
+    const int32_t *b = p->bias, *q = p->rq;
+    const uint8_t *e = p->rq_e;
+    for (int c = 0; c + 3 < ch; c += 4, x += 4, w += 4 * k, b += 4, q += 8, e += 4) {
+        int32_t a0 = b[0], a1 = b[1], a2 = b[2], a3 = b[3];
+        DW_TAPS4(x, w, ch, k, a0, a1, a2, a3);
+        out[c] = sat8(rq_fast(a0, q, e[0]), full, lo, hi);
+        out[c + 1] = sat8(rq_fast(a1, q + 2, e[1]), full, lo, hi);
+        out[c + 2] = sat8(rq_fast(a2, q + 4, e[2]), full, lo, hi);
+        out[c + 3] = sat8(rq_fast(a3, q + 6, e[3]), full, lo, hi);
+    }
+}
+
+static void dw_px_k(const anyppg_conv_params *p, const int8_t *x, int8_t *out)
+{
+    switch (p->k) {     /* the common kernel sizes unrolled */
+    case 5: dw_px(p, x, out, 5); break;
+    case 7: dw_px(p, x, out, 7); break;
+    default: dw_px(p, x, out, p->k); break;
+    }
+}
+
+/* Accumulators of pixel o, all channels. */
+static void dw_acc1(const anyppg_conv_params *p, const int8_t *in, int o, int32_t *acc)
+{
+    const int s = o * p->stride - p->pad;
+    int c = 0;
+    if (dw_interior(p, s)) {
+        const int ch = p->out_ch;
+        for (; c + 3 < ch; c += 4) {
+            int32_t a0 = p->bias[c], a1 = p->bias[c + 1], a2 = p->bias[c + 2], a3 = p->bias[c + 3];
+            const int8_t *x = in + s * ch + c;
+            const int16_t *w = p->w16 + c * p->k;
+            DW_TAPS4(x, w, ch, p->k, a0, a1, a2, a3);
+            acc[c] = a0; acc[c + 1] = a1; acc[c + 2] = a2; acc[c + 3] = a3;
+        }
+    }
+    dw_acc_tail(p, in, o, c, acc);
 }
 
 static void dw_accs(const anyppg_conv_params *p, const int8_t *in, int o0, int o1, int32_t *acc,
@@ -369,18 +430,42 @@ static void dw_accs(const anyppg_conv_params *p, const int8_t *in, int o0, int o
     for (int o = o0; o < o1; ++o) dw_acc1(p, in, o, acc + (o - o0) * p->out_ch);
 }
 
+static void requant_row(const anyppg_conv_params *p, const int32_t *acc, int8_t *out);
+
+/* Output rows [o0, o1) of an unpooled depthwise convolution into out (row o0 first); acc:
+ * scratch for one row of accumulators. */
+static void dw_rows(const anyppg_conv_params *p, const int8_t *in, int o0, int o1, int8_t *out, int32_t *acc)
+{
+    const int ch = p->out_ch, c4 = ch & ~3;
+    for (int o = o0; o < o1; ++o, out += ch) {
+        const int s = o * p->stride - p->pad;
+        if (p->rq_fast && dw_interior(p, s)) {
+            dw_px_k(p, in + s * ch, out);
+            if (c4 < ch) {
+                dw_acc_tail(p, in, o, c4, acc);
+                for (int c = c4; c < ch; ++c) out[c] = conv_out(p, acc[c], c);
+            }
+        } else {
+            dw_acc1(p, in, o, acc);
+            requant_row(p, acc, out);
+        }
+    }
+}
+
 /* ------------------------------------------------------- convolution, then fused pooling */
 typedef void (*accs_fn)(const anyppg_conv_params *, const int8_t *, int, int, int32_t *, void *, int);
 
 static void requant_row(const anyppg_conv_params *p, const int32_t *acc, int8_t *out)
 {
     /* locals: int8 stores may alias the parameter block, so the compiler would reload it */
-    const int n = p->out_ch, lo = p->act_min, hi = p->act_max;
-    const int32_t *m = p->mult, zp = p->out_zp;
-    const int8_t *sh = p->shift;
+    const int n = p->out_ch, lo = p->act_min, hi = p->act_max, full = p->full_range;
     if (p->rq_fast) {
-        for (int c = 0; c < n; ++c) out[c] = clamp8(rq_fast(acc[c], m[c], -sh[c]) + zp, lo, hi);
+        const int32_t *q = p->rq;
+        const uint8_t *e = p->rq_e;
+        for (int c = 0; c < n; ++c, q += 2) out[c] = sat8(rq_fast(acc[c], q, e[c]), full, lo, hi);
     } else {
+        const int32_t *m = p->mult, zp = p->out_zp;
+        const int8_t *sh = p->shift;
         for (int c = 0; c < n; ++c) out[c] = clamp8(anyppg_requant(acc[c], m[c], sh[c]) + zp, lo, hi);
     }
 }
@@ -460,7 +545,31 @@ void anyppg_conv(const anyppg_conv_params *p, const int8_t *in, int8_t *out, voi
 
 void anyppg_dwconv(const anyppg_conv_params *p, const int8_t *in, int8_t *out, void *scratch)
 {
-    conv_driver(p, in, out, scratch, dw_accs);
+    if (p->pool_kind == ANYPPG_POOL_NONE)
+        dw_rows(p, in, 0, p->out_len, out, (int32_t *)scratch);
+    else
+        conv_driver(p, in, out, scratch, dw_accs);
+}
+
+void anyppg_dwconv_pw(const anyppg_conv_params *dw, const anyppg_conv_params *pw, const int8_t *in,
+                      int8_t *out, void *scratch)
+{
+    const int pooled = pw->pool_kind != ANYPPG_POOL_NONE;
+    const int pk = pooled ? pw->pool_k : 1;
+    const int step = pooled ? ANYPPG_DWPW_WINDOWS(pk) : ANYPPG_DWPW_ROWS(1);   /* outputs per chunk */
+    const int n_out = pooled ? pw->pool_out_len : pw->out_len;
+    int8_t *rows = (int8_t *)scratch;
+    void *pw_scratch = rows + (ANYPPG_DWPW_ROWS(pk) * dw->out_ch + 3) / 4 * 4;
+    anyppg_conv_params lp = *pw;     /* the 1x1 conv over one chunk of depthwise rows */
+    for (int q0 = 0; q0 < n_out; q0 += step) {
+        const int q1 = q0 + step < n_out ? q0 + step : n_out;
+        const int r0 = q0 * pk, r1 = q1 * pk < dw->out_len ? q1 * pk : dw->out_len;
+        /* the 1x1 conv's scratch is free until it runs: one accumulator row there */
+        dw_rows(dw, in, r0, r1, rows, (int32_t *)pw_scratch);
+        lp.in_len = lp.out_len = (int16_t)(r1 - r0);
+        lp.pool_out_len = (int16_t)(q1 - q0);
+        conv_driver(&lp, rows, out + q0 * pw->out_ch, pw_scratch, conv_accs);
+    }
 }
 
 /* ---------------------------------------------------------------------- FULLY_CONNECTED */
@@ -531,6 +640,36 @@ void anyppg_add(const anyppg_add_params *p, const int8_t *a, const int8_t *b, in
         const int32_t sa = add_side(a[i], p->a_off, ls, p->a_mult, p->a_shift);
         const int32_t sb = add_side(b[i], p->b_off, ls, p->b_mult, p->b_shift);
         out[i] = clamp8(anyppg_requant(sa + sb, om, os) + zp, lo, hi);
+    }
+}
+
+void anyppg_add_maxpool(const anyppg_add_params *p, const anyppg_pool_params *q, const int8_t *a,
+                        const int8_t *b, int8_t *out, void *scratch)
+{
+    const int ls = p->left_shift, ch = q->ch;
+    const int32_t om = p->out_mult, zp = p->out_zp;
+    const int os = p->out_shift;
+    int32_t *ta = (int32_t *)scratch + 128, *tb = ta + 256;
+    for (int v = -128; v < 128; ++v) {
+        ta[v] = add_side(v, p->a_off, ls, p->a_mult, p->a_shift);
+        tb[v] = add_side(v, p->b_off, ls, p->b_mult, p->b_shift);
+    }
+    for (int o = 0; o < q->out_len; ++o, out += ch) {
+        int s = o * q->stride - q->pad, e = s + q->k;   /* padding taps are skipped, as TFLite does */
+        s = s < 0 ? 0 : s;
+        e = e > q->in_len ? q->in_len : e;
+        for (int c = 0; c < ch; ++c) {
+            const int8_t *pa = a + s * ch + c, *pb = b + s * ch + c;
+            int32_t m = ta[*pa] + tb[*pb];
+            for (int t = s + 1; t < e; ++t) {
+                pa += ch;
+                pb += ch;
+                const int32_t v = ta[*pa] + tb[*pb];
+                m = v > m ? v : m;
+            }
+            const int8_t r = clamp8(anyppg_requant(m, om, os) + zp, p->act_min, p->act_max);
+            out[c] = clamp8(r, q->act_min, q->act_max);
+        }
     }
 }
 
