@@ -10,7 +10,12 @@ references that start at its start and 2 s later (i = 5k and 5k + 1 for window k
 is therefore pre-cut (`segment_s` = 10 s, one label per segment), like Liu 2022, so the window
 store cuts exactly these windows. Only windows with both references are kept.
 
-Evaluation only: this set is never used to train, tune or select a model.
+Evaluation only: this set is never used to train, tune or select a model. Prepare it so that
+every window lands in the test split and none is dropped for motion spikes (a wrist under
+exercise is what it is there to measure):
+
+    anyppg data prepare --source troika --input ../shared/data/troika_test --out stores/troika \
+        --split 0,0,1 --reject nan_gap,flat
 """
 from __future__ import annotations
 
