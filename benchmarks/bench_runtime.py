@@ -60,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--liu", default="../shared/data/liu2022_arrhythmia")
     p.add_argument("--liu-max", type=int, default=0, help="cap on Liu segments (0: all)")
     p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--skip-latency", action="store_true", help="accuracy (and stream) only")
     p.add_argument("--overwrite", action="store_true")
     return p
 
@@ -164,8 +165,8 @@ def main(argv=None) -> int:
     with atomic_dir(Path(a.out), overwrite=a.overwrite) as tmp:
         wf = tmp / "windows.npy"
         np.save(wf, windows)
-        lat = latency_section(a, tmp, wf)
-        stream = stream_section(a, tmp, wf)
+        lat = [] if a.skip_latency else latency_section(a, tmp, wf)
+        stream = [] if a.skip_latency else stream_section(a, tmp, wf)
         acc = [] if a.skip_accuracy else accuracy_section(a)
         wf.unlink()
         results = {"export": str(a.export), "teacher": a.teacher, "store": str(a.data),
