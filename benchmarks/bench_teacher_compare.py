@@ -166,6 +166,28 @@ def render(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_wide(report: dict) -> str:
+    """One row per task: each method's seed-mean value and its paired difference to random init."""
+    order = [RANDOM] + list(report["arms"]) + ["features"]
+    head = {RANDOM: "random init", "clip-f0": "ECG-guided", "simclr-f0": "SimCLR (PPG only)",
+            "supervised-f0": "supervised", "clip-f1": "ECG-guided, synthetic only",
+            "clip-f0.5": "ECG-guided, half synthetic", "features": "HRV+morph. features"}
+    lines = ["| task | metric | subjects (windows) | " + " | ".join(head.get(m, m) for m in order) + " |",
+             "|---|---|---|" + "---|" * len(order)]
+    for t, r in report["tasks"].items():
+        cells = []
+        for m in order:
+            v = r["methods"].get(m)
+            if v is None:
+                cells.append("")
+            elif m == RANDOM:
+                cells.append(f"{v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]")
+            else:
+                cells.append(f"{v['value']:.3f}, {v['diff']:+.3f} [{v['diff_ci'][0]:+.3f}, {v['diff_ci'][1]:+.3f}]")
+        lines.append(f"| {t} | {r['metric']} | {r['n_subjects']} ({r['n_windows']}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", default="runs/compare")
@@ -208,8 +230,8 @@ def main(argv=None) -> int:
             continue
         report["tasks"][name] = compare_task(f, t, arms, randoms, args.rounds, 0)
     atomic_write_json(out / "compare.json", report)
-    atomic_write_text(out / "compare.md", render(report))
-    print(render(report))
+    atomic_write_text(out / "compare.md", render_wide(report) + "\n" + render(report))
+    print(render_wide(report) + "\n" + render(report))
     return 0
 
 
