@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from anyppg.cli import COMMANDS
-from anyppg.config import CONFIG_DIR, ConfigError, apply_overrides, load_config, parse_set, to_dict
+from anyppg.config import CONFIG_DIR, ConfigError, load_config, parse_set, to_dict
 from anyppg.runs import atomic_write_json, sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
