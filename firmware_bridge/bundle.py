@@ -120,12 +120,15 @@ def object_sizes(sources: list[Path], include: list[Path], board: str) -> dict[s
     return out
 
 
-def state_ram(include: list[Path], board: str) -> int:
-    """sizeof(anyppg_dsp_t) + sizeof(anyppg_dsp_window_t) for `board`, from a probe object."""
+def state_ram(include: list[Path], board: str, with_input: bool = False) -> int:
+    """sizeof(anyppg_dsp_t) + sizeof(anyppg_dsp_window_t) for `board`, from a probe object;
+    with_input: plus the int8 model input poll() writes (ANYPPG_WINDOW_LEN bytes), which an
+    app without a model input tensor of its own must also hold."""
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "anyppg_dsp_probe.c"
         probe.write_text('#include "anyppg_dsp.h"\nanyppg_dsp_t anyppg_probe_state;\n'
-                         "anyppg_dsp_window_t anyppg_probe_window;\n")
+                         "anyppg_dsp_window_t anyppg_probe_window;\n" +
+                         ("int8_t anyppg_probe_input[ANYPPG_WINDOW_LEN];\n" if with_input else ""))
         return object_sizes([probe], include, board)[probe.name]["bss"]
 
 
@@ -147,7 +150,8 @@ def measure(bundle: Path, board: str) -> dict:
                              cflags=["-Werror", "-ffp-contract=off"])
         linked = qemu.elf_size(elf)
     return {"board": board, "objects": objs, "parts": parts, "example_elf": linked,
-            "preprocessing_state_ram": state_ram([src], board)}
+            "preprocessing_state_ram": state_ram([src], board),
+            "preprocessing_ram_with_input": state_ram([src], board, with_input=True)}
 
 
 def _size_table(sizes: dict | None) -> str:
@@ -161,9 +165,11 @@ def _size_table(sizes: dict | None) -> str:
     rows.append(f"| example firmware (all of src/ but the TFLM array, + newlib printf) | "
                 f"{e['text']} | {e['data']} | {e['bss']} |")
     return (f"Measured with arm-none-eabi-gcc -O2 for {sizes['board']} (Cortex-M4F, hard float), "
-            "bytes:\n\n" + "\n".join(rows) + "\n\nThe preprocessing's state and one window "
+            "bytes:\n\n" + "\n".join(rows) + "\n\nThe preprocessing's state "
             f"(`anyppg_dsp_t` + `anyppg_dsp_window_t`, yours to place): "
-            f"{sizes['preprocessing_state_ram']} bytes of RAM.")
+            f"{sizes['preprocessing_state_ram']} bytes of RAM; "
+            f"{sizes['preprocessing_ram_with_input']} with the int8 model input it writes, where "
+            "that is not already the model's own input tensor.")
 
 
 def write_bundle(tmp: Path, model: bytes, sidecar: dict, cfg: FirmwareConfig, fs: float) -> dict:

@@ -16,7 +16,8 @@ from firmware_bridge.codegen import C_DIR
 from firmware_bridge.codegen.emit import c_ident
 
 NM = "arm-none-eabi-nm"
-PREPROCESSING_STATE = ("dsp", "win")   # anyppg_mcu_main.c's anyppg_dsp_t / anyppg_dsp_window_t
+# anyppg_mcu_main.c's anyppg_dsp_t, anyppg_dsp_window_t and the int8 input anyppg_dsp_poll writes
+PREPROCESSING_STATE = ("dsp", "win", "win_q")
 
 
 def _cfloat(v: float) -> str:

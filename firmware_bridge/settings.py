@@ -49,10 +49,9 @@ class DspConstants:
     up: int
     down: int
     half: int
-    taps: np.ndarray          # (up, J) float64
+    taps: np.ndarray          # (up, J) float64: row p holds h[p + j*up] (edge_runtime's order)
     sos: np.ndarray           # (S, 6) float64, scipy's
-    sos_q29: np.ndarray       # (S, 5) int64: b0 b1 b2 a1 a2 * 2^29, rounded
-    dc_q29: np.ndarray        # (S,) int64: each section's DC gain * 2^29 (its steady state)
+    bp: dict                  # fixed_point_bandpass: per-section integer constants
     bp_input_bits: int        # the window is scaled to |x| < 2^bits before filtering
     padlen: int
     flat_run_in: int
@@ -60,6 +59,8 @@ class DspConstants:
     clip_count_min: int
     runs_max: int
     hist: int
+    ring: int                 # resampled samples the ring holds
+    in_place: bool            # hop >= window: each window is filtered in the ring itself
 
     @property
     def identity(self) -> bool:
@@ -72,24 +73,67 @@ def sosfiltfilt_padlen(sos: np.ndarray) -> int:
     return 3 * (2 * len(sos) + 1 - n_zeros)
 
 
-def fixed_point_bandpass(sos: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Q29 sections for anyppg_dsp.c's filter, their DC gains, and the input headroom.
+def q32_split(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """c as k + f / 2^32: k an integer, f an integer in [-2^31, 2^31)."""
+    k = np.floor(np.asarray(c, np.float64) + 0.5)
+    f = np.round((c - k) * 2.0**32)
+    carry = f >= 2.0**31                     # c - k a hair under 0.5 rounds up to 2^31
+    return (k + carry).astype(np.int64), np.where(carry, f - 2.0**32, f).astype(np.int64)
 
-    The headroom bound: each pass can grow a signal by at most G, the largest l1 norm of the
-    impulse response of the first k sections; two passes G^2. Products of a Q29 coefficient
-    (|c| <= 2) and a sample below 2^29 then stay below 2^59, and five of them below 2^62."""
-    if np.abs(sos[:, [0, 1, 2, 4, 5]]).max() > 2.0:
-        raise ValueError("band-pass coefficients beyond +-2 do not fit the Q29 filter")
-    q = np.round(sos[:, [0, 1, 2, 4, 5]] * 2.0**29).astype(np.int64)
-    qs = np.concatenate([q[:, :3], np.ones((len(q), 1)) * 2.0**29, q[:, 3:]], axis=1) / 2.0**29
+
+def numerator_taps(b: np.ndarray) -> tuple[float, np.ndarray]:
+    """b0 b1 b2 as g * (c0, c1, c2) with small integers c (Butterworth sections: (1, 2, 1),
+    (1, 0, -1), (1, -2, 1)); ValueError for any other numerator."""
+    lead = b[np.flatnonzero(np.abs(b) > 1e-300)[0]] if np.any(b) else 1.0
+    c = b / lead
+    ci = np.round(c)
+    if not (np.allclose(c, ci, rtol=0, atol=1e-9) and np.abs(ci).max() <= 2):
+        raise ValueError(f"band-pass section numerator {b.tolist()} is not g * small integers")
+    return float(lead), ci.astype(np.int64)
+
+
+def fixed_point_bandpass(sos: np.ndarray) -> dict:
+    """Integer/Q32 constants of anyppg_dsp.c's sections and the input bits (see below).
+
+    A section computes w = c0 x + c1 x1 + c2 x2 (integers), then y from g w - a1 y1 - a2 y2
+    with g, -a1, -a2 each k + f / 2^32: the k terms are integer adds into the high word of a
+    64-bit sum and the f terms multiply-accumulates, the high word is y, the low word the error
+    fed back. Headroom: with steady-state initial conditions a pass maps |x| <= X to at most
+    (2 G_k + D_k) X after section k (G_k: l1 norm of the impulse response of the first k
+    sections, D_k: their DC gain); so every value of both passes stays below F X with
+    F = max_k (2 G_k + D_k)^2, and a section's w below (sum |c|) T P_k X (T: the forward
+    pass's factor, P_k: the factor before section k). Both must stay below 2^31 (the sums
+    wrap; only these values must fit in 32 bits)."""
+    gains, cs = zip(*(numerator_taps(row[:3]) for row in sos))
+    kg, fg = q32_split(np.array(gains))
+    ka, fa = q32_split(-sos[:, 4:6])
+    g = kg + fg / 2.0**32
+    a = ka + fa / 2.0**32
+    qs = np.concatenate([g[:, None] * np.array(cs), np.ones((len(sos), 1)), -a], axis=1)
     dc = np.array([r[:3].sum() / r[3:].sum() for r in qs])
+    kdc, fdc = q32_split(dc)
     imp = np.zeros(20000)
     imp[0] = 1.0
-    gain = max(np.abs(sps.sosfilt(np.ascontiguousarray(qs[:k]), imp)).sum() for k in range(1, len(qs) + 1))
-    bits = 29 - int(math.ceil(math.log2(max(gain, 1.0) ** 2))) - 1
+    g_l1 = [np.abs(sps.sosfilt(np.ascontiguousarray(qs[:i]), imp)).sum() for i in range(1, len(qs) + 1)]
+    after = [2.0 * gi + abs(float(np.prod(dc[:i + 1]))) for i, gi in enumerate(g_l1)]
+    before = [1.0, *after[:-1]]
+    grow = max(after) ** 2
+    w_grow = max([np.abs(c).sum() * after[-1] * p for c, p, f in zip(cs, before, fg) if f] or [0.0])
+    bits = int(math.floor(31 - math.log2(max(grow, w_grow) * 1.01)))
     if bits < 16:
-        raise ValueError(f"band-pass gain {gain:.1f} leaves only {bits} bits for the fixed-point filter")
-    return q, np.round(dc * 2.0**29).astype(np.int64), bits
+        raise ValueError(f"band-pass growth {grow:.1f} leaves only {bits} bits for the fixed-point filter")
+    return {"c": np.array(cs), "kg": kg, "fg": fg, "ka": ka, "fa": fa,
+            "kdc": kdc, "fdc": fdc, "bits": bits}
+
+
+def ring_length(window: int, hop: int) -> tuple[int, bool]:
+    """Samples the ring holds and whether windows are filtered in it.
+
+    It holds a window and, behind it, one hop of newer samples (an app may poll once per hop).
+    hop >= window: 2 * hop, so that every window (starting on the hop grid) lies in one piece
+    and nothing later needs its samples: the filter works in place. Overlapping windows
+    (hop < window): window + hop, and poll copies the window out first."""
+    return (2 * hop, True) if hop >= window else (window + hop, False)
 
 
 def dsp_constants(spec: SignalSpec, sensor_fs: float) -> DspConstants:
@@ -111,14 +155,38 @@ def dsp_constants(spec: SignalSpec, sensor_fs: float) -> DspConstants:
     flat_run_in = max(2, int(round(spec.flat_run_s * sensor_fs)))
     flat_count_min = math.ceil(spec.flat_run_s * spec.ppg_fs)
     clip_count_min = next(c for c in range(win + 2) if c / win > spec.clip_fraction)
-    ring = win + hop
+    ring, in_place = ring_length(win, hop)
     span_in = ring * down // up + 2 * taps.shape[1] + 8
     runs_max = span_in // flat_run_in + 4
     hist = 1 << max(2, (max(taps.shape[1] + 3, half // up + 4) - 1).bit_length())
-    q29, dc29, bits = fixed_point_bandpass(sos)
+    bp = fixed_point_bandpass(sos)
     return DspConstants(float(sensor_fs), float(spec.ppg_fs), win, hop, up, down, half, taps, sos,
-                        q29, dc29, bits, padlen, flat_run_in, flat_count_min,
-                        clip_count_min, runs_max, hist)
+                        bp, bp["bits"], padlen, flat_run_in, flat_count_min,
+                        clip_count_min, runs_max, hist, ring, in_place)
+
+
+def check_quantisation(window: int, scale: float) -> None:
+    """anyppg_dsp.c rounds 2 x / scale with a plain float-to-int conversion: a z-scored window
+    has |x| <= sqrt(window), so that must stay far inside int32."""
+    if not (scale > 0 and 2.0 * math.sqrt(window) / scale < 2.0**30):
+        raise ValueError(f"input scale {scale!r} is too small for a {window}-sample window "
+                         "(the int8 quantisation would overflow int32)")
+
+
+def _section_macros(k: DspConstants) -> list[str]:
+    """One macro per band-pass section with its constants as literals (the C filter is then
+    specialised per section: zero terms vanish, +-1 and +-2 become adds and shifts)."""
+    lines = ["/* ANYPPG_BP_S<s>(X) calls X(s, KDC, FDC, C0, C1, C2, KG, FG, KA1, KA2, FA1, FA2):",
+             " * b = g * (C0, C1, C2); the DC gain, g, -a1, -a2 = K + F / 2^32. */"]
+    bp = k.bp
+
+    def lit(v: int) -> str:
+        return f"({int(v)})" if int(v) > -2**31 else "(-2147483647 - 1)"
+    for i in range(len(k.sos)):
+        vals = [bp["kdc"][i], bp["fdc"][i], *bp["c"][i], bp["kg"][i], bp["fg"][i], *bp["ka"][i], *bp["fa"][i]]
+        lines.append(f"#define ANYPPG_BP_S{i}(X) X({i}, " + ", ".join(lit(v) for v in vals) + ")")
+    lines.append("#define ANYPPG_BP_FOR_EACH(X) " + " ".join(f"ANYPPG_BP_S{i}(X)" for i in range(len(k.sos))))
+    return lines
 
 
 def _io_macros(sidecar: dict) -> list[str]:
@@ -156,6 +224,10 @@ def settings_header(sidecar: dict, sensor_fs: float) -> str:
     """anyppg_model_settings.h for this sidecar and sensor rate (deterministic text)."""
     spec = SignalSpec.from_dict(sidecar["spec"])
     k = dsp_constants(spec, sensor_fs)
+    ppg = [e for e in sidecar_inputs(sidecar) if e["name"] == "ppg"]
+    if not ppg:
+        raise ValueError("the sidecar has no `ppg` input: nothing for the C preprocessing to feed")
+    check_quantisation(k.window, float(ppg[0]["scale"]))
     dec = {**DEFAULT_DECISION, **sidecar.get("decision", {})}
     flags = [f"#define ANYPPG_FLAG_{name.upper()} {bit}u" for name, bit in spec_mod.FLAG_NAMES.items()]
     lines = [
@@ -169,7 +241,8 @@ def settings_header(sidecar: dict, sensor_fs: float) -> str:
         f"#define ANYPPG_PPG_FS_HZ {cfloat(k.ppg_fs)}",
         f"#define ANYPPG_WINDOW_LEN {k.window}",
         f"#define ANYPPG_HOP_LEN {k.hop}",
-        "#define ANYPPG_RING_LEN (ANYPPG_WINDOW_LEN + ANYPPG_HOP_LEN)", "",
+        f"#define ANYPPG_RING_LEN {k.ring} /* resampled samples kept: a window + a hop behind it */",
+        f"#define ANYPPG_DSP_IN_PLACE {int(k.in_place)} /* 1: windows are filtered in the ring */", "",
         "/* Polyphase resampler (edge_runtime/resample.py): fs_out / fs_in = UP / DOWN */",
         f"#define ANYPPG_RS_IDENTITY {int(k.identity)}",
         f"#define ANYPPG_RS_UP {k.up}",
@@ -177,15 +250,15 @@ def settings_header(sidecar: dict, sensor_fs: float) -> str:
         f"#define ANYPPG_RS_HALF {k.half}",
         f"#define ANYPPG_RS_TAPS {k.taps.shape[1]}",
         f"#define ANYPPG_RS_HIST {k.hist}",
-        "extern const float anyppg_rs_taps[ANYPPG_RS_UP * ANYPPG_RS_TAPS]; /* [phase][j] */",
+        "/* [phase][i]: h[phase + (TAPS - 1 - i) * UP], oldest input first */",
+        "extern const float anyppg_rs_taps[ANYPPG_RS_UP * ANYPPG_RS_TAPS];",
         "extern const float anyppg_rs_gain_m1[ANYPPG_RS_UP]; /* sum of a phase's taps - 1 */", "",
         f"/* Band-pass {spec.ppg_band_hz[0]:g}-{spec.ppg_band_hz[1]:g} Hz, Butterworth order "
         f"{spec.ppg_filter_order}, zero phase (sosfiltfilt) */",
         f"#define ANYPPG_BP_SECTIONS {len(k.sos)}",
         f"#define ANYPPG_BP_PADLEN {k.padlen} /* odd extension at each end (sosfiltfilt) */",
         f"#define ANYPPG_BP_INPUT_BITS {k.bp_input_bits}",
-        "extern const int32_t anyppg_bp_q29[ANYPPG_BP_SECTIONS][5]; /* b0 b1 b2 a1 a2, Q29 */",
-        "extern const int32_t anyppg_bp_dc_q29[ANYPPG_BP_SECTIONS]; /* DC gain, Q29 */", "",
+        *_section_macros(k), "",
         "/* Normalisation and quality thresholds (SignalSpec) */",
         f"#define ANYPPG_ZSCORE_EPS {cfloat(spec.zscore_eps)}",
         f"#define ANYPPG_FLAT_REL_STD {cfloat(spec.flat_rel_std)}",
@@ -213,20 +286,15 @@ def _c_array(values, per_line: int = 6) -> str:
 
 
 def dsp_tables_c(sidecar: dict, sensor_fs: float) -> str:
-    """anyppg_dsp_tables.c: the resampler taps and band-pass coefficients (deterministic text)."""
+    """anyppg_dsp_tables.c: the resampler's taps by phase (deterministic text)."""
     k = dsp_constants(SignalSpec.from_dict(sidecar["spec"]), sensor_fs)
     gain = k.taps.sum(axis=1) - 1.0
-    q29 = ",\n".join("    {" + ", ".join(f"{int(v)}" for v in row) + "}" for row in k.sos_q29)
-    dc29 = ", ".join(f"{int(v)}" for v in k.dc_q29)
     return "\n".join([
         "/* anyppg_dsp_tables.c: generated by firmware_bridge/settings.py for a "
         f"{k.sensor_fs:g} Hz sensor. Do not edit. */",
         '#include "anyppg_model_settings.h"', "",
         f"/* scipy.signal.firwin({2 * k.half + 1}, 1/{max(k.up, k.down)}, window=('kaiser', 5.0))"
-        f" * {k.up}, by phase */",
-        "const float anyppg_rs_taps[ANYPPG_RS_UP * ANYPPG_RS_TAPS] = {", _c_array(k.taps.reshape(-1)),
-        "};",
-        "const float anyppg_rs_gain_m1[ANYPPG_RS_UP] = {", _c_array(gain), "};", "",
-        "/* scipy.signal.butter sections (sos) * 2^29: b0 b1 b2 a1 a2 */",
-        "const int32_t anyppg_bp_q29[ANYPPG_BP_SECTIONS][5] = {", q29, "};",
-        "const int32_t anyppg_bp_dc_q29[ANYPPG_BP_SECTIONS] = {" + dc29 + "};", ""])
+        f" * {k.up}, by phase, each row oldest input first */",
+        "const float anyppg_rs_taps[ANYPPG_RS_UP * ANYPPG_RS_TAPS] = {",
+        _c_array(k.taps[:, ::-1].reshape(-1)), "};",
+        "const float anyppg_rs_gain_m1[ANYPPG_RS_UP] = {", _c_array(gain), "};", ""])

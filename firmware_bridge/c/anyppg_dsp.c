@@ -1,12 +1,16 @@
 /* anyppg_dsp.c: see anyppg_dsp.h for the API and the definition it follows.
  *
- * Arithmetic is float32 throughout (the Cortex-M4F has a single-precision FPU only). Two
+ * Arithmetic is float32 and integer (the Cortex-M4F has a single-precision FPU only). Two
  * choices keep it close to edge_runtime's float64 on real sensors, whose DC level is often
  * thousands of times their pulse amplitude:
  *  - the resampler works on samples minus the stream's first sample (`offset`), and adds back
  *    offset * (sum of the phase's taps - 1), which is the same sum in exact arithmetic;
  *  - a window is centred on its mean before the band-pass, which removes a constant exactly
  *    (zero gain at DC, steady-state initial conditions), so the result is unchanged.
+ *
+ * Memory: the ring of resampled floats is the only window-sized buffer. poll() turns the
+ * window's cells into integers, band-passes them there (the odd extensions at both ends live
+ * on the stack), takes the z-score's sums from the integers and writes int8 to the caller.
  */
 #include "anyppg_dsp.h"
 
@@ -16,16 +20,28 @@
 #define ANYPPG_DSP_MAGIC 0x41505047u /* "APPG" */
 #define ANYPPG_RUN_OPEN INT64_MAX
 #define ANYPPG_HIST_MASK ((uint32_t)ANYPPG_RS_HIST - 1u)
+/* Output n's last input b and phase p: n*DOWN + HALF = b*UP + p. With n*DOWN = q*UP + r,
+ * b = q + HB + (r + HOFF >= UP) and p = (r + HOFF) mod UP. */
+#define ANYPPG_RS_HB (ANYPPG_RS_HALF / ANYPPG_RS_UP)
+#define ANYPPG_RS_HOFF (ANYPPG_RS_HALF % ANYPPG_RS_UP)
+#define ANYPPG_RS_DQ (ANYPPG_RS_DOWN / ANYPPG_RS_UP)
+#define ANYPPG_RS_DR (ANYPPG_RS_DOWN % ANYPPG_RS_UP)
 
 #if (ANYPPG_RS_HIST & (ANYPPG_RS_HIST - 1)) != 0 || ANYPPG_RS_HIST < ANYPPG_RS_TAPS + 3 || \
     ANYPPG_RS_HIST < ANYPPG_RS_HALF / ANYPPG_RS_UP + 4
 #error "ANYPPG_RS_HIST must be a power of two covering the taps and the missing-sample check"
 #endif
+#if ANYPPG_DSP_IN_PLACE && ANYPPG_RING_LEN < 2 * ANYPPG_HOP_LEN
+#error "in-place filtering needs a ring of two hops (each window in one piece)"
+#endif
 
-static uint32_t hist_slot(int64_t i)
-{
-    return (uint32_t)((uint64_t)i) & ANYPPG_HIST_MASK;
-}
+#define ANYPPG_AGE_NONE 0x40000000u /* no missing input stored lately */
+
+#if defined(__GNUC__)
+#define ANYPPG_INLINE static inline __attribute__((always_inline))
+#else
+#define ANYPPG_INLINE static inline
+#endif
 
 static int valid(const anyppg_dsp_t *s)
 {
@@ -43,8 +59,11 @@ int anyppg_dsp_init(anyppg_dsp_t *s, float sensor_fs_hz)
     if (!(fabsf(sensor_fs_hz - ANYPPG_SENSOR_FS_HZ) <= 1e-6f * ANYPPG_SENSOR_FS_HZ)) {
         return ANYPPG_DSP_ERR_RATE;
     }
-    s->next_b = ANYPPG_RS_HALF / ANYPPG_RS_UP;
-    s->next_p = ANYPPG_RS_HALF % ANYPPG_RS_UP;
+    s->room = ANYPPG_RING_LEN;
+    s->miss_age = ANYPPG_AGE_NONE;
+    s->out_slot = ANYPPG_MISS_SLOTS - 1u; /* the first sample starts window 0 in slot 0 */
+    s->prev_raw = NAN; /* equals nothing: the first sample starts a run */
+    s->run_len = 0u;
     s->magic = ANYPPG_DSP_MAGIC;
     return ANYPPG_DSP_OK;
 }
@@ -69,107 +88,321 @@ static void forget_old_runs(anyppg_dsp_t *s)
     }
 }
 
-static void track_run(anyppg_dsp_t *s, float v)
+/* Sensor sample i is the ANYPPG_FLAT_RUN_IN-th equal one in a row: a run opens. */
+static void open_run(anyppg_dsp_t *s, int64_t i)
 {
-    int64_t i = s->n_in;
-    if (i > 0 && v == s->prev_raw) { /* NaN never equals; +-inf equals itself, as in numpy */
-        if (i - s->run_start + 1 == ANYPPG_FLAT_RUN_IN) {
-            forget_old_runs(s);
-            s->runs[s->n_runs].start = s->run_start;
-            s->runs[s->n_runs].end = ANYPPG_RUN_OPEN;
-            s->n_runs++;
-        }
-    } else {
-        if (s->n_runs > 0 && s->runs[s->n_runs - 1].end == ANYPPG_RUN_OPEN) {
-            s->runs[s->n_runs - 1].end = i;
-        }
-        s->run_start = i;
-    }
-    s->prev_raw = v;
+    forget_old_runs(s);
+    s->runs[s->n_runs].start = i - (ANYPPG_FLAT_RUN_IN - 1);
+    s->runs[s->n_runs].end = ANYPPG_RUN_OPEN;
+    s->n_runs++;
 }
 
 /* ------------------------------------------------------------------ resampled ring */
-static void ring_append(anyppg_dsp_t *s, float v, uint8_t miss)
+/* Where the next resampled sample goes, in locals while push() runs. Room (before the
+ * pending window would be overwritten), the hop grid and the ring's end are events that
+ * come every so many samples: `left` counts down to the nearest, so a sample costs a store,
+ * an increment and a count. */
+typedef struct {
+    uint32_t pos;     /* ring index of the next sample (n_out mod RING_LEN) */
+    uint32_t left;    /* samples before the next event */
+    uint32_t span;    /* `left` when it was last set */
+    uint32_t slot;    /* miss slot of the latest window started */
+    int32_t room;     /* as of the last event: samples that fit before the pending window goes */
+    uint32_t to_next; /* as of the last event: samples until the next window starts */
+    int64_t count;    /* samples written before the last event */
+} anyppg_out_t;
+
+static anyppg_out_t out_begin(const anyppg_dsp_t *s)
 {
-    /* Writing sample n_out overwrites n_out - RING_LEN: if the pending window still needs it,
-     * the app has not polled in time and that window is lost (the oldest data goes first). */
-    while (s->n_out - (int64_t)ANYPPG_RING_LEN >= s->next_start) {
+    anyppg_out_t o = {s->ring_pos, 0u, 0u, s->out_slot, s->room, s->to_next, 0};
+    return o;
+}
+
+static uint32_t next_slot(uint32_t slot)
+{
+    return slot + 1u == ANYPPG_MISS_SLOTS ? 0u : slot + 1u;
+}
+
+/* Writing sample n_out overwrites n_out - RING_LEN: if the pending window still needs it, the
+ * app has not polled in time and that window is lost (the oldest data goes first). */
+static int32_t drop_pending(anyppg_dsp_t *s, int32_t room)
+{
+    while (room <= 0) {
         s->next_start += ANYPPG_HOP_LEN;
+        s->next_slot = next_slot(s->next_slot);
+        room += ANYPPG_HOP_LEN;
         s->windows_dropped++;
         s->pending_dropped++;
     }
-    s->ring[s->ring_pos] = v;
-    s->ring_miss[s->ring_pos] = miss;
-    s->ring_pos = (s->ring_pos + 1u == ANYPPG_RING_LEN) ? 0u : s->ring_pos + 1u;
-    s->n_out++;
+    return room;
 }
 
-/* Emit every output whose last input has arrived (resample.py steps 4-6). */
-static void rs_emit(anyppg_dsp_t *s)
+/* Account for the samples written since the last event; then, before the next sample, drop
+ * a window if there is no room, start a window on the hop grid, wrap the ring. */
+ANYPPG_INLINE void out_event(anyppg_dsp_t *s, anyppg_out_t *o, int next)
 {
-    while (s->next_b < s->n_avail && !(s->finished && s->n_out >= s->total_out)) {
-        /* hist holds every input twice (slot and slot + HIST): x[b - j] is base[-j] */
-        uint32_t slot = hist_slot(s->next_b) + ANYPPG_RS_HIST;
-        const float *base = &s->hist[slot];
-        const float *h = &anyppg_rs_taps[s->next_p * ANYPPG_RS_TAPS];
-        float acc = 0.0f;
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 8
-#endif
-        for (uint32_t j = 0; j < ANYPPG_RS_TAPS; j++) {
-            acc = acc + h[j] * base[-(int32_t)j];
-        }
-        acc = acc + s->offset * anyppg_rs_gain_m1[s->next_p];
-        /* missing: an input within one input period of the output time, i.e. x[i] for
-         * i = q - 1 + (r > 0) .. q + 1, which lie d + 2 - (r > 0) .. d back from b */
-        int32_t d = (int32_t)(s->next_b - (s->next_q + 1));
-        const uint8_t *mb = &s->hist_miss[slot - (uint32_t)d];
-        uint8_t miss = mb[0] | mb[-1] | (s->next_r > 0u ? 0u : mb[-2]);
-        ring_append(s, acc, miss);
-        s->next_p += ANYPPG_RS_DOWN;
-        s->next_b += s->next_p / ANYPPG_RS_UP;
-        s->next_p %= ANYPPG_RS_UP;
-        s->next_r += ANYPPG_RS_DOWN;
-        s->next_q += s->next_r / ANYPPG_RS_UP;
-        s->next_r %= ANYPPG_RS_UP;
-    }
-}
-
-static void rs_store(anyppg_dsp_t *s, float rel, uint8_t miss)
-{
-    uint32_t slot = hist_slot(s->n_avail);
-    s->hist[slot] = s->hist[slot + ANYPPG_RS_HIST] = rel;
-    s->hist_miss[slot] = s->hist_miss[slot + ANYPPG_RS_HIST] = miss;
-    s->n_avail++;
-}
-
-static void push_one(anyppg_dsp_t *s, float v)
-{
-    track_run(s, v);
-    uint8_t miss = isfinite(v) ? 0u : 1u;
-    float clean = miss ? s->last_finite : v;
-    if (!miss) {
-        s->last_finite = v;
-    }
-    if (s->n_in == 0) {
-        /* history x[i < 0] = x[0]; the identity keeps samples as they are */
-        s->offset = ANYPPG_RS_IDENTITY ? 0.0f : clean;
-        for (uint32_t k = 0; k < 2u * ANYPPG_RS_HIST; k++) {
-            s->hist[k] = clean - s->offset;
-            s->hist_miss[k] = miss;
-        }
-    }
-    float rel = clean - s->offset;
-    s->held = rel;
-    s->held_miss = miss;
-    s->n_in++;
-    if (ANYPPG_RS_IDENTITY) {
-        s->n_avail = s->n_in;
-        ring_append(s, rel, miss);
+    uint32_t done = o->span - o->left;
+    o->room -= (int32_t)done;
+    o->to_next -= done;
+    o->count += done;
+    o->span = o->left;
+    if (!next) {
         return;
     }
-    rs_store(s, rel, miss);
-    rs_emit(s);
+    if (o->room <= 0) {
+        o->room = drop_pending(s, o->room);
+    }
+    if (o->to_next == 0u) { /* a window starts here: its missing mark starts clear */
+        o->slot = next_slot(o->slot);
+        s->win_miss[o->slot] = 0u;
+        o->to_next = ANYPPG_HOP_LEN;
+    }
+    if (o->pos == ANYPPG_RING_LEN) {
+        o->pos = 0u;
+    }
+    uint32_t left = ANYPPG_RING_LEN - o->pos;
+    left = o->to_next < left ? o->to_next : left;
+    left = (uint32_t)o->room < left ? (uint32_t)o->room : left;
+    o->left = o->span = left;
+}
+
+static void out_end(anyppg_dsp_t *s, anyppg_out_t *o)
+{
+    out_event(s, o, 0);
+    s->ring_pos = o->pos == ANYPPG_RING_LEN ? 0u : o->pos;
+    s->room = o->room;
+    s->to_next = o->to_next;
+    s->out_slot = o->slot;
+    s->n_out += o->count;
+}
+
+/* A missing sample `into` samples after the start of the window in `slot`: mark that window
+ * and every earlier one that still covers it (overlapping windows). */
+static void mark_missing(anyppg_dsp_t *s, uint32_t slot, uint32_t into)
+{
+    for (uint32_t j = 0; into < ANYPPG_WINDOW_LEN && j < ANYPPG_MISS_SLOTS; j++) {
+        s->win_miss[slot] = 1u;
+        slot = slot == 0u ? ANYPPG_MISS_SLOTS - 1u : slot - 1u;
+        into += ANYPPG_HOP_LEN;
+    }
+}
+
+ANYPPG_INLINE void out_put(anyppg_dsp_t *s, anyppg_out_t *o, float v, uint32_t miss)
+{
+    if (o->left == 0u) {
+        out_event(s, o, 1);
+    }
+    if (miss) { /* this sample is to_next - (span - left) before the next window start */
+        mark_missing(s, o->slot, ANYPPG_HOP_LEN - (o->to_next - (o->span - o->left)));
+    }
+    s->ring[o->pos++].f = v;
+    o->left--;
+}
+
+/* ------------------------------------------------------------------ resampler */
+/* The resampler's position, in locals while push() runs. With q, r = divmod(n_out * DOWN,
+ * UP), output n_out's last input is b = q + HB (+1 when r + HOFF reaches UP) (resample.py
+ * step 5); lag = inputs stored - q, so the output is ready when HB (+1) < lag. */
+typedef struct {
+    uint32_t head; /* inputs stored (mod 2^32); hist slot of the next one */
+    int32_t lag;
+    uint32_t r;
+    uint32_t age;  /* inputs stored since the last missing one */
+} anyppg_rs_t;
+
+/* Output n's missing mark (resample.py step 6): an input within one input period of its
+ * time, i.e. x[i] for i = q - 1 + (r > 0) .. q + 1. Missing inputs are rare: the bytes are
+ * read only when the latest one is that recent. */
+ANYPPG_INLINE uint32_t rs_missing(const anyppg_dsp_t *s, const anyppg_rs_t *rs)
+{
+    if (rs->age > (uint32_t)rs->lag) {
+        return 0u;
+    }
+    const uint8_t *mb =
+        &s->hist_miss[((rs->head - (uint32_t)rs->lag + 1u) & ANYPPG_HIST_MASK) + ANYPPG_RS_HIST];
+    return (uint32_t)(mb[0] | mb[-1] | (rs->r > 0u ? 0u : mb[-2]));
+}
+
+/* acc = fma(h[N-1], x[N-1], ... fma(h[0], x[0], acc)), one fused multiply-add after another.
+ * On a Cortex-M4F, N taps and N inputs come in with one VLDM each and N VFMAs follow (the
+ * compiler would issue one load per operand); elsewhere the C library's exact fmaf. The same
+ * bits either way: each step is one correctly rounded fused multiply-add, in the same order. */
+#if defined(__GNUC__) && defined(__ARM_ARCH_7EM__) && defined(__ARM_FP) && (__ARM_FP & 4)
+#define ANYPPG_VFMA(a, b) "vfma.f32 %[acc], s" #a ", s" #b "\n\t"
+#define ANYPPG_FMA_BLOCK(N, LOADS, FMAS, ...)                                                 \
+    ANYPPG_INLINE float fma##N(const float *h, const float *x, float acc)                     \
+    {                                                                                          \
+        __asm__(LOADS FMAS                                                                     \
+                : [acc] "+t"(acc), [h] "+r"(h), [x] "+r"(x)                                    \
+                : "m"(*(const float(*)[N])h), "m"(*(const float(*)[N])x)                       \
+                : __VA_ARGS__);                                                                \
+        return acc;                                                                            \
+    }
+ANYPPG_FMA_BLOCK(12, "vldmia %[h]!, {s8-s19}\n\tvldmia %[x]!, {s20-s31}\n\t",
+                 ANYPPG_VFMA(8, 20) ANYPPG_VFMA(9, 21) ANYPPG_VFMA(10, 22) ANYPPG_VFMA(11, 23)
+                 ANYPPG_VFMA(12, 24) ANYPPG_VFMA(13, 25) ANYPPG_VFMA(14, 26) ANYPPG_VFMA(15, 27)
+                 ANYPPG_VFMA(16, 28) ANYPPG_VFMA(17, 29) ANYPPG_VFMA(18, 30) ANYPPG_VFMA(19, 31),
+                 "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18",
+                 "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29",
+                 "s30", "s31")
+ANYPPG_FMA_BLOCK(8, "vldmia %[h]!, {s16-s23}\n\tvldmia %[x]!, {s24-s31}\n\t",
+                 ANYPPG_VFMA(16, 24) ANYPPG_VFMA(17, 25) ANYPPG_VFMA(18, 26) ANYPPG_VFMA(19, 27)
+                 ANYPPG_VFMA(20, 28) ANYPPG_VFMA(21, 29) ANYPPG_VFMA(22, 30) ANYPPG_VFMA(23, 31),
+                 "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26",
+                 "s27", "s28", "s29", "s30", "s31")
+ANYPPG_FMA_BLOCK(4, "vldmia %[h]!, {s24-s27}\n\tvldmia %[x]!, {s28-s31}\n\t",
+                 ANYPPG_VFMA(24, 28) ANYPPG_VFMA(25, 29) ANYPPG_VFMA(26, 30) ANYPPG_VFMA(27, 31),
+                 "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
+#else
+#define ANYPPG_FMA_BLOCK(N)                                                                    \
+    ANYPPG_INLINE float fma##N(const float *h, const float *x, float acc)                     \
+    {                                                                                          \
+        for (int j = 0; j < N; j++) {                                                          \
+            acc = fmaf(h[j], x[j], acc);                                                       \
+        }                                                                                      \
+        return acc;                                                                            \
+    }
+ANYPPG_FMA_BLOCK(12)
+ANYPPG_FMA_BLOCK(8)
+ANYPPG_FMA_BLOCK(4)
+#endif
+
+/* One output of the polyphase FIR (resample.py step 4) at phase p, x = its inputs oldest
+ * first (the taps are stored in that order). */
+ANYPPG_INLINE float rs_fir(const float *x, uint32_t p, float offset)
+{
+    const float *h = &anyppg_rs_taps[p * ANYPPG_RS_TAPS];
+    float acc = 0.0f;
+    uint32_t j = 0;
+    for (; j + 12u <= ANYPPG_RS_TAPS; j += 12u) {
+        acc = fma12(h + j, x + j, acc);
+    }
+    if (j + 8u <= ANYPPG_RS_TAPS) {
+        acc = fma8(h + j, x + j, acc);
+        j += 8u;
+    }
+    if (j + 4u <= ANYPPG_RS_TAPS) {
+        acc = fma4(h + j, x + j, acc);
+        j += 4u;
+    }
+    for (; j < ANYPPG_RS_TAPS; j++) {
+        acc = fmaf(h[j], x[j], acc);
+    }
+    return fmaf(offset, anyppg_rs_gain_m1[p], acc);
+}
+
+/* Emit every ready output (at most `limit` when `limited`); returns how many. */
+ANYPPG_INLINE int64_t rs_emit(anyppg_dsp_t *s, anyppg_out_t *o, anyppg_rs_t *rs,
+                              const int limited, int64_t limit)
+{
+    int64_t k = 0;
+    for (; !limited || k < limit; k++) {
+        uint32_t p = rs->r + ANYPPG_RS_HOFF;
+        int32_t need = ANYPPG_RS_HB;
+        if (p >= ANYPPG_RS_UP) {
+            p -= ANYPPG_RS_UP;
+            need++;
+        }
+        if (need >= rs->lag) {
+            break;
+        }
+        /* hist holds every input twice (slot and slot + HIST): x[b - TAPS + 1 .. b] */
+        uint32_t b = rs->head - (uint32_t)rs->lag + (uint32_t)need;
+        const float *x = &s->hist[(b & ANYPPG_HIST_MASK) + ANYPPG_RS_HIST - (ANYPPG_RS_TAPS - 1)];
+        out_put(s, o, rs_fir(x, p, s->offset), rs_missing(s, rs));
+        rs->r += ANYPPG_RS_DR;
+        rs->lag -= ANYPPG_RS_DQ;
+        if (rs->r >= ANYPPG_RS_UP) {
+            rs->r -= ANYPPG_RS_UP;
+            rs->lag--;
+        }
+    }
+    return k;
+}
+
+ANYPPG_INLINE void rs_store(anyppg_dsp_t *s, anyppg_rs_t *rs, float rel, uint8_t miss)
+{
+    uint32_t slot = rs->head & ANYPPG_HIST_MASK;
+    s->hist[slot] = s->hist[slot + ANYPPG_RS_HIST] = rel;
+    s->hist_miss[slot] = s->hist_miss[slot + ANYPPG_RS_HIST] = miss;
+    rs->age = miss ? 0u : (rs->age < ANYPPG_AGE_NONE ? rs->age + 1u : rs->age);
+    rs->head++;
+    rs->lag++;
+}
+
+static anyppg_rs_t rs_begin(const anyppg_dsp_t *s)
+{
+    anyppg_rs_t rs = {s->rs_head, s->rs_lag, s->rs_r, s->miss_age};
+    return rs;
+}
+
+static void rs_end(anyppg_dsp_t *s, const anyppg_rs_t *rs)
+{
+    s->rs_head = rs->head;
+    s->rs_lag = rs->lag;
+    s->rs_r = rs->r;
+    s->miss_age = rs->age;
+}
+
+/* ------------------------------------------------------------------ push */
+/* The first sample fixes the offset and the history x[i < 0] = x[0] (resample.py step 3). */
+static void start_stream(anyppg_dsp_t *s, float v)
+{
+    uint8_t miss = isfinite(v) ? 0u : 1u;
+    float clean = miss ? 0.0f : v;
+    s->offset = ANYPPG_RS_IDENTITY ? 0.0f : clean;
+    for (uint32_t k = 0; k < 2u * ANYPPG_RS_HIST; k++) {
+        s->hist[k] = clean - s->offset;
+        s->hist_miss[k] = miss;
+    }
+}
+
+/* The end of a flat run at sensor sample i (the open run is the newest). */
+static void close_run(anyppg_dsp_t *s, int64_t i)
+{
+    s->runs[s->n_runs - 1].end = i;
+}
+
+/* Sensor samples through flat-run tracking and cleaning (resample.py step 3) into the
+ * resampler, or straight into the ring when the rates are equal. */
+static void feed(anyppg_dsp_t *s, const float *x, size_t n)
+{
+    anyppg_out_t o = out_begin(s);
+    anyppg_rs_t rs = rs_begin(s);
+    float prev = s->prev_raw, last = s->last_finite;
+    const float offset = s->offset;
+    uint32_t run = s->run_len;
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (v == prev) { /* NaN never equals; +-inf equals itself, as in numpy */
+            if (run < ANYPPG_FLAT_RUN_IN && ++run == ANYPPG_FLAT_RUN_IN) {
+                open_run(s, s->n_in + (int64_t)i);
+            }
+        } else {
+            if (run >= ANYPPG_FLAT_RUN_IN) {
+                close_run(s, s->n_in + (int64_t)i);
+            }
+            run = 1u;
+        }
+        prev = v;
+        uint8_t miss = 1u;
+        if (isfinite(v)) {
+            last = v;
+            miss = 0u;
+        }
+        if (ANYPPG_RS_IDENTITY) {
+            out_put(s, &o, last - offset, miss);
+        } else {
+            rs_store(s, &rs, last - offset, miss);
+            (void)rs_emit(s, &o, &rs, 0, 0);
+        }
+    }
+    s->prev_raw = prev;
+    s->last_finite = last;
+    s->run_len = run;
+    s->n_in += (int64_t)n;
+    rs_end(s, &rs);
+    out_end(s, &o);
 }
 
 int anyppg_dsp_push(anyppg_dsp_t *s, const float *x, size_t n)
@@ -183,9 +416,14 @@ int anyppg_dsp_push(anyppg_dsp_t *s, const float *x, size_t n)
     if (s->finished) {
         return ANYPPG_DSP_ERR_FINISHED;
     }
-    for (size_t i = 0; i < n; i++) {
-        push_one(s, x[i]);
+    if (n == 0u) {
+        return ANYPPG_DSP_OK;
     }
+    s->z_state = 0; /* the last window's cells may be overwritten from here on */
+    if (s->n_in == 0) {
+        start_stream(s, x[0]);
+    }
+    feed(s, x, n);
     return ANYPPG_DSP_OK;
 }
 
@@ -202,20 +440,27 @@ int anyppg_dsp_finish(anyppg_dsp_t *s, int pad_short)
     }
     s->finished = 1;
     s->pad_short = pad_short != 0;
+    s->z_state = 0;
     if (ANYPPG_RS_IDENTITY || s->n_in == 0) {
         s->total_out = s->n_in;
         return ANYPPG_DSP_OK;
     }
-    /* resample.py step 7: hold the last sample until ceil(N * up / down) outputs exist */
+    /* resample.py step 7: hold the last input until ceil(N * up / down) outputs exist */
     s->total_out = (s->n_in * ANYPPG_RS_UP + ANYPPG_RS_DOWN - 1) / ANYPPG_RS_DOWN;
-    while (s->n_out < s->total_out) {
-        rs_store(s, s->held, s->held_miss);
-        rs_emit(s);
+    anyppg_out_t o = out_begin(s);
+    anyppg_rs_t rs = rs_begin(s);
+    int64_t left = s->total_out - s->n_out;
+    while (left > 0) {
+        uint32_t last = (rs.head - 1u) & ANYPPG_HIST_MASK;
+        rs_store(s, &rs, s->hist[last], s->hist_miss[last]);
+        left -= rs_emit(s, &o, &rs, 1, left);
     }
+    rs_end(s, &rs);
+    out_end(s, &o);
     return ANYPPG_DSP_OK;
 }
 
-/* ------------------------------------------------------------------ one window */
+/* ------------------------------------------------------------------ flags of a window */
 /* Outputs n whose mapped inputs floor(t), ceil(t), t = n * down / up, touch [start, end):
  * n in [first, last). (edge_runtime.preprocess.map_mask, with exact rational t.) */
 static void run_outputs(const anyppg_dsp_run_t *r, int64_t *first, int64_t *last)
@@ -253,96 +498,120 @@ static int64_t flat_count(const anyppg_dsp_t *s, int64_t start, int64_t n, int t
     return count;
 }
 
-/* scipy.signal.sosfilt over x[], in place, forwards (dir = 1) or backwards (dir = -1),
- * from the steady state of a constant input equal to the first sample (what sosfilt_zi
- * scaled by that sample gives). Fixed point: Q29 coefficients, 64-bit sums, direct form I
- * with first-order error feedback. float32 is not enough here: the 0.5 Hz high-pass has
- * poles within 0.012 of z = 1, where float32 coefficients and states move the output by
- * ~1e-4 of its range; these integers stay within ~1e-6 of scipy's float64 and give the
- * same bits on every target. |x| < 2^ANYPPG_BP_INPUT_BITS keeps every sum in 63 bits.
- * One section at a time over the whole window, so its state lives in registers. */
-static void sosfilt_inplace(int32_t *x, int32_t n, int dir)
+/* ------------------------------------------------------------------ zero-phase band-pass */
+/* scipy.signal.sosfilt, one second-order section over cells, in place, direct form I from a
+ * state. Fixed point (settings.py: fixed_point_bandpass): w = c0 x + c1 x1 + c2 x2 with small
+ * integers c (b = g c), then g w - a1 y1 - a2 y2 with each coefficient K + F / 2^32: the K
+ * terms are integer adds into the high word of a 64-bit sum and the F terms multiply-
+ * accumulate (SMLAL on the M4), so the output is the high word (floor of the exact sum / 2^32)
+ * and the low word the error carried into the next sample (first-order error feedback). The
+ * sums wrap (unsigned): only the values themselves must fit in 32 bits, and they do, since
+ * |x| < 2^INPUT_BITS. float32 is not enough here: the 0.5 Hz high-pass has poles within 0.012
+ * of z = 1, where float32 moves the output by ~1e-4 of its range; these integers stay within
+ * ~1e-6 of scipy's float64 and give the same bits on every target. The constants are
+ * literals, so a zero term costs nothing and +-1, +-2 are adds and shifts. */
+typedef struct {
+    int32_t x1, x2, y1, y2;
+    uint32_t err;
+} anyppg_bq_t;
+
+#define ANYPPG_BQ_STEP(V, XA, XB, YA, YB, YOUT)                                                \
+    V = p->i;                                                                                  \
+    {                                                                                          \
+        uint32_t w = (uint32_t)c0 * (uint32_t)V + (uint32_t)c1 * (uint32_t)XA +                \
+                     (uint32_t)c2 * (uint32_t)XB;                                              \
+        uint32_t hi = (uint32_t)kg * w + (uint32_t)ka1 * (uint32_t)YA + (uint32_t)ka2 * (uint32_t)YB; \
+        uint64_t acc = ((uint64_t)hi << 32) | err;                                             \
+        acc += fg ? (uint64_t)((int64_t)fg * (int32_t)w) : 0u;                                 \
+        acc += fa1 ? (uint64_t)((int64_t)fa1 * YA) : 0u;                                       \
+        acc += fa2 ? (uint64_t)((int64_t)fa2 * YB) : 0u;                                       \
+        YOUT = (int32_t)(uint32_t)(acc >> 32);                                                 \
+        err = (uint32_t)acc;                                                                   \
+    }                                                                                          \
+    p->i = YOUT;                                                                               \
+    p += step;
+
+ANYPPG_INLINE void bq_run(anyppg_dsp_cell_t *p, int32_t n, anyppg_bq_t *st, const int32_t step,
+                          const int32_t c0, const int32_t c1, const int32_t c2,
+                          const int32_t kg, const int32_t fg, const int32_t ka1,
+                          const int32_t ka2, const int32_t fa1, const int32_t fa2)
 {
-    const int64_t one = (int64_t)1 << 29;
-    int32_t first = x[dir > 0 ? 0 : n - 1];
-    for (int sct = 0; sct < ANYPPG_BP_SECTIONS; sct++) {
-        const int32_t b0 = anyppg_bp_q29[sct][0], b1 = anyppg_bp_q29[sct][1];
-        /* -a1, -a2: every term is then a multiply-accumulate (SMLAL on the M4) */
-        const int32_t b2 = anyppg_bp_q29[sct][2], na1 = -anyppg_bp_q29[sct][3];
-        const int32_t na2 = -anyppg_bp_q29[sct][4];
-        int32_t x1 = first, x2 = first;
-        first = (int32_t)(((int64_t)anyppg_bp_dc_q29[sct] * first) / one);
-        int32_t y1 = first, y2 = first;
-        int64_t err = 0;
-        int32_t *p = dir > 0 ? x : x + n - 1;
-        for (int32_t k = 0; k < n; k++, p += dir) {
-            int32_t v = *p;
-            int64_t acc = err;
-            acc += (int64_t)b0 * v;
-            acc += (int64_t)b1 * x1;
-            acc += (int64_t)b2 * x2;
-            acc += (int64_t)na1 * y1;
-            acc += (int64_t)na2 * y2;
-            /* floor(acc / 2^29); gcc and clang shift signed integers arithmetically */
-            int32_t y = (int32_t)(acc >> 29);
-            err = (int64_t)((uint64_t)acc & (uint64_t)(one - 1));
-            x2 = x1;
-            x1 = v;
-            y2 = y1;
-            y1 = y;
-            *p = y;
-        }
+    int32_t x0, x1 = st->x1, x2 = st->x2, y0, y1 = st->y1, y2 = st->y2;
+    uint32_t err = st->err;
+    int32_t k = 0;
+    /* three samples a turn, the registers' roles rotating: no copies along the delay line */
+    for (; k + 3 <= n; k += 3) {
+        ANYPPG_BQ_STEP(x0, x1, x2, y1, y2, y0)
+        ANYPPG_BQ_STEP(x2, x0, x1, y0, y1, y2)
+        ANYPPG_BQ_STEP(x1, x2, x0, y2, y0, y1)
     }
-}
-
-/* round half away from zero (TFLite's rounding, C's roundf) for |v| < 2^31, inline: the
- * library call costs more than the rest of the quantisation on a Cortex-M4 */
-static int32_t round_half_away(float v)
-{
-    int32_t t = (int32_t)v; /* toward zero */
-    float frac = v - (float)t; /* exact */
-    return t + (frac >= 0.5f ? 1 : 0) - (frac <= -0.5f ? 1 : 0);
-}
-
-static float mean_of(const float *x, int32_t n)
-{
-    float acc = 0.0f;
-    for (int32_t i = 0; i < n; i++) {
-        acc = acc + x[i];
+    for (; k < n; k++) {
+        ANYPPG_BQ_STEP(x0, x1, x2, y1, y2, y0)
+        x2 = x1;
+        x1 = x0;
+        y2 = y1;
+        y1 = y0;
     }
-    return acc / (float)n;
+    st->x1 = x1;
+    st->x2 = x2;
+    st->y1 = y1;
+    st->y2 = y2;
+    st->err = err;
 }
 
-static float std_of(const float *x, int32_t n, float mean)
-{
-    float acc = 0.0f;
-    for (int32_t i = 0; i < n; i++) {
-        float d = x[i] - mean;
-        acc = acc + d * d;
+/* One function per section and direction, its constants folded in. */
+#define ANYPPG_DEFINE_SECTION(idx, kdc, fdc, ...)                                              \
+    static void bq_fwd##idx(anyppg_dsp_cell_t *p, int32_t n, anyppg_bq_t *st)                  \
+    {                                                                                          \
+        bq_run(p, n, st, 1, __VA_ARGS__);                                                      \
+    }                                                                                          \
+    static void bq_bwd##idx(anyppg_dsp_cell_t *p, int32_t n, anyppg_bq_t *st)                  \
+    {                                                                                          \
+        bq_run(p + n - 1, n, st, -1, __VA_ARGS__);                                             \
     }
-    return sqrtf(acc / (float)n);
+ANYPPG_BP_FOR_EACH(ANYPPG_DEFINE_SECTION)
+
+/* The steady state of a constant input `first` (scipy's sosfilt_zi scaled by it), the DC
+ * gain being kdc + fdc / 2^32; returns the section's output for it, the next one's input. */
+static int32_t bq_start(anyppg_bq_t *st, int32_t first, int32_t kdc, int32_t fdc)
+{
+    int32_t out = (int32_t)((int64_t)kdc * first + (((int64_t)fdc * first) >> 32));
+    st->x1 = st->x2 = first;
+    st->y1 = st->y2 = out;
+    st->err = 0u;
+    return out;
 }
 
-/* flat, clipping (edge_runtime.preprocess.quality_flags) on the raw window x (relative to
- * the stream offset), given its flat-mask count. */
-static uint8_t raw_flags(const anyppg_dsp_t *s, const float *x, int64_t flat_n, float *mean)
+/* Forward over [pre | window | post], then backward over [post | window]: sosfiltfilt with
+ * its odd extensions, whose backward outputs before the window are never needed. */
+#define ANYPPG_FORWARD(idx, kdc, fdc, ...)                                                     \
+    first = bq_start(&st, first, kdc, fdc);                                                    \
+    bq_fwd##idx(pre, ANYPPG_BP_PADLEN, &st);                                                   \
+    bq_fwd##idx(c, ANYPPG_WINDOW_LEN, &st);                                                    \
+    bq_fwd##idx(post, ANYPPG_BP_PADLEN, &st);
+#define ANYPPG_BACKWARD(idx, kdc, fdc, ...)                                                    \
+    first = bq_start(&st, first, kdc, fdc);                                                    \
+    bq_bwd##idx(post, ANYPPG_BP_PADLEN, &st);                                                  \
+    bq_bwd##idx(c, ANYPPG_WINDOW_LEN, &st);
+
+static void bandpass(anyppg_dsp_cell_t *pre, anyppg_dsp_cell_t *c, anyppg_dsp_cell_t *post)
 {
-    const int32_t L = ANYPPG_WINDOW_LEN;
-    *mean = mean_of(x, L);
-    float sd = std_of(x, L, *mean);
-    int flat = (sd < ANYPPG_FLAT_REL_STD * (fabsf(s->offset + *mean) + 1.0f)) ||
+    anyppg_bq_t st;
+    int32_t first = pre[0].i;
+    ANYPPG_BP_FOR_EACH(ANYPPG_FORWARD)
+    first = post[ANYPPG_BP_PADLEN - 1].i;
+    ANYPPG_BP_FOR_EACH(ANYPPG_BACKWARD)
+    (void)first;
+}
+
+/* ------------------------------------------------------------------ one window */
+/* flat (edge_runtime.preprocess.quality_flags) from the raw window's spread and flat-run
+ * count; clipping from the samples pinned at its min or max. */
+static uint8_t raw_flags(const anyppg_dsp_t *s, float mean, float sd, int64_t flat_n,
+                         int32_t pinned)
+{
+    int flat = (sd < ANYPPG_FLAT_REL_STD * (fabsf(s->offset + mean) + 1.0f)) ||
                flat_n >= ANYPPG_FLAT_COUNT_MIN;
-    float lo = x[0], hi = x[0];
-    for (int32_t i = 1; i < L; i++) {
-        lo = x[i] < lo ? x[i] : lo;
-        hi = x[i] > hi ? x[i] : hi;
-    }
-    float range = hi - lo;
-    float tol = 1e-9f * (range > 1e-12f ? range : 1e-12f);
-    int32_t pinned = 0;
-    for (int32_t i = 0; i < L; i++) {
-        pinned += (x[i] <= lo + tol || x[i] >= hi - tol) ? 1 : 0;
-    }
     uint8_t flags = flat ? ANYPPG_FLAG_FLAT : 0u;
     if (pinned >= ANYPPG_CLIP_COUNT_MIN && !flat) {
         flags |= ANYPPG_FLAG_CLIPPING;
@@ -350,97 +619,177 @@ static uint8_t raw_flags(const anyppg_dsp_t *s, const float *x, int64_t flat_n, 
     return flags;
 }
 
-/* Band-pass (zero phase), z-score, amplitude check and int8 quantisation of ext's window. */
-static uint8_t model_input(anyppg_dsp_t *s, float mean, anyppg_dsp_window_t *w)
+/* The odd extensions (scipy's odd_ext) of the centred window d = x - mean, as floats. */
+static float extension_peak(const anyppg_dsp_cell_t *c, float mean, anyppg_dsp_cell_t *pre,
+                            anyppg_dsp_cell_t *post)
 {
-    const int32_t L = ANYPPG_WINDOW_LEN, P = ANYPPG_BP_PADLEN, N = L + 2 * P;
-    float *e = s->ext.f;
-    for (int32_t i = 0; i < L; i++) {
-        e[P + i] = e[P + i] - mean;
-    }
-    for (int32_t k = 1; k <= P; k++) { /* odd extension, as scipy's odd_ext */
-        e[P - k] = 2.0f * e[P] - e[P + k];
-        e[P + L - 1 + k] = 2.0f * e[P + L - 1] - e[P + L - 1 - k];
-    }
-    /* to integers: the largest sample just under 2^ANYPPG_BP_INPUT_BITS (a power-of-two
-     * scale, so the conversion only rounds) */
-    float peak = 0.0f;
-    for (int32_t i = 0; i < N; i++) {
-        float a = fabsf(e[i]);
+    const int32_t L = ANYPPG_WINDOW_LEN, P = ANYPPG_BP_PADLEN;
+    float d0 = c[0].f - mean, dl = c[L - 1].f - mean, peak = 0.0f;
+    for (int32_t k = 0; k < P; k++) {
+        pre[k].f = 2.0f * d0 - (c[P - k].f - mean);
+        post[k].f = 2.0f * dl - (c[L - 2 - k].f - mean);
+        float a = fabsf(pre[k].f), b = fabsf(post[k].f);
         peak = a > peak ? a : peak;
+        peak = b > peak ? b : peak;
     }
-    int exponent = 0;
-    if (isfinite(peak) && peak > 0.0f) {
-        (void)frexpf(peak, &exponent);
-    }
-    float to_int = ldexpf(1.0f, ANYPPG_BP_INPUT_BITS - exponent);
-    int finite = isfinite(peak) && isfinite(to_int);
-    for (int32_t i = 0; i < N; i++) { /* in place: each float read before its int is written */
-        s->ext.i[i] = finite ? round_half_away(e[i] * to_int) : 0;
-    }
-    sosfilt_inplace(s->ext.i, N, 1);
-    sosfilt_inplace(s->ext.i, N, -1);
-    float back = 1.0f / to_int;
-    for (int32_t i = 0; i < N; i++) {
-        e[i] = (float)s->ext.i[i] * back;
-    }
-    const float *f = e + P;
-    float mu = mean_of(f, L);
-    float sd = std_of(f, L, mu);
-    float den = sd > ANYPPG_ZSCORE_EPS ? sd : ANYPPG_ZSCORE_EPS;
-    uint8_t flags = 0;
-    finite = finite && isfinite(den) && isfinite(mu);
-    for (int32_t i = 0; i < L && finite; i++) {
-        float z = (f[i] - mu) / den;
-        finite = isfinite(z);
-        w->z[i] = z;
-        if (fabsf(z) > ANYPPG_MAX_ABS_Z) {
-            flags = ANYPPG_FLAG_AMPLITUDE;
+    return peak;
+}
+
+/* int8 of t / 2 (arithmetic shift), saturated: SSAT with its shift on the M4 */
+ANYPPG_INLINE int32_t sat8_half(int32_t t)
+{
+#if defined(__ARM_FEATURE_SAT) && defined(__GNUC__)
+    int32_t r;
+    __asm__("ssat %0, #8, %1, asr #1" : "=r"(r) : "r"(t));
+    return r;
+#else
+    int32_t r = t >> 1; /* gcc and clang shift signed integers arithmetically */
+    return r < -128 ? -128 : (r > 127 ? 127 : r);
+#endif
+}
+
+/* Sums of the filtered integers: mean and population variance exact up to the final double
+ * rounding (squares summed four at a time in 64 bits, |y| < 2^31, then carried to 96 bits). */
+static void int_moments(const anyppg_dsp_cell_t *c, double *mean, double *var, int32_t *lo_out,
+                        int32_t *hi_out)
+{
+    const int32_t L = ANYPPG_WINDOW_LEN;
+    int64_t sum = 0;
+    uint64_t sq_lo = 0;
+    uint32_t sq_hi = 0;
+    int32_t lo = c[0].i, hi = c[0].i, i = 0;
+    for (; i < L; i += 4) {
+        uint64_t part = 0;
+        for (int32_t j = i; j < i + 4 && j < L; j++) {
+            int32_t y = c[j].i;
+            sum += y;
+            part += (uint64_t)((int64_t)y * y);
+            lo = y < lo ? y : lo;
+            hi = y > hi ? y : hi;
         }
+        sq_lo += part;
+        sq_hi += sq_lo < part ? 1u : 0u;
     }
-    if (!finite) { /* beyond float32's range: no number, and say why */
-        memset(w->z, 0, sizeof(w->z));
-        flags = ANYPPG_FLAG_AMPLITUDE;
-    }
-    for (int32_t i = 0; i < L; i++) {
-        /* TFLite: round half away from zero of x / scale, plus the zero point, saturated */
-        float v = w->z[i] / ANYPPG_INPUT_PPG_SCALE;
-        v = v < -512.0f ? -512.0f : (v > 512.0f ? 512.0f : v);
-        int32_t q = round_half_away(v) + ANYPPG_INPUT_PPG_ZERO_POINT;
-        w->q[i] = (int8_t)(q < -128 ? -128 : (q > 127 ? 127 : q));
+    *mean = (double)sum / L;
+    *var = ((double)sq_hi * 18446744073709551616.0 + (double)sq_lo) / L - *mean * *mean;
+    *lo_out = lo;
+    *hi_out = hi;
+}
+
+/* z-score the filtered integers, set the amplitude flag and quantise to int8 into q with
+ * TFLite's rounding, half away from zero: from t = trunc(2 v) (v = z / scale, |2 v| < 2^30
+ * by settings.py's check), round(v) = (t + 1 + (t < 0 ? -1 : 0)) / 2 exactly. */
+static uint8_t zscore_quantise(anyppg_dsp_t *s, const anyppg_dsp_cell_t *c, float to_int,
+                               int8_t *q)
+{
+    double mean, var;
+    int32_t lo, hi;
+    int_moments(c, &mean, &var, &lo, &hi);
+    float sd = sqrtf(var > 0.0 ? (float)var : 0.0f);
+    float eps = ANYPPG_ZSCORE_EPS * to_int; /* eps in integer units */
+    s->z_mean = (float)mean;
+    s->z_inv = 1.0f / (sd > eps ? sd : eps);
+    const float m = s->z_mean, inv = s->z_inv;
+    /* z is monotonic in y, so its largest magnitude is at the extremes */
+    float zlo = ((float)lo - m) * inv, zhi = ((float)hi - m) * inv;
+    uint8_t flags = (fabsf(zlo) > ANYPPG_MAX_ABS_Z || fabsf(zhi) > ANYPPG_MAX_ABS_Z)
+                        ? ANYPPG_FLAG_AMPLITUDE : 0u;
+    const float k2 = inv * (2.0f / ANYPPG_INPUT_PPG_SCALE);
+    const int32_t bias = 1 + 2 * ANYPPG_INPUT_PPG_ZERO_POINT;
+    for (int32_t i = 0; i < ANYPPG_WINDOW_LEN; i++) {
+        int32_t t = (int32_t)(((float)c[i].i - m) * k2);
+        q[i] = (int8_t)sat8_half(t + bias + (t >> 31));
     }
     return flags;
 }
 
-/* Preprocess the n resampled samples from `start` (tiled to a window when n < L). */
-static void make_window(anyppg_dsp_t *s, int64_t start, int64_t n, anyppg_dsp_window_t *w)
+/* Band-pass (zero phase), z-score, quality flags and int8 quantisation of the window in c
+ * (floats, L = ANYPPG_WINDOW_LEN), which is left holding the filtered integers. */
+static uint8_t process_window(anyppg_dsp_t *s, anyppg_dsp_cell_t *c, int64_t flat_n, int8_t *q)
 {
     const int32_t L = ANYPPG_WINDOW_LEN, P = ANYPPG_BP_PADLEN;
-    int tiled = n < L;
-    uint32_t first = (uint32_t)(((int64_t)s->ring_pos + ANYPPG_RING_LEN - (s->n_out - start)) %
-                                ANYPPG_RING_LEN);
-    uint8_t miss = 0;
-    int finite = 1;
-    for (int32_t i = 0, k = 0; i < L; i++) {
+    float sum = 0.0f, lo = c[0].f, hi = c[0].f;
+    for (int32_t i = 0; i < L; i++) {
+        float v = c[i].f;
+        sum = sum + v;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    float mean = sum / (float)L;
+    anyppg_dsp_cell_t pre[ANYPPG_BP_PADLEN], post[ANYPPG_BP_PADLEN]; /* floats, then integers */
+    float peak = 0.0f, to_int = 0.0f;
+    int exponent = 0;
+    int finite = isfinite(sum);
+    if (finite) {
+        peak = extension_peak(c, mean, pre, post);
+        float a = hi - mean, b = mean - lo; /* max |x - mean|: rounding is monotonic */
+        peak = a > peak ? a : peak;
+        peak = b > peak ? b : peak;
+        if (isfinite(peak) && peak > 0.0f) {
+            (void)frexpf(peak, &exponent);
+        }
+        /* to integers: the largest sample just under 2^ANYPPG_BP_INPUT_BITS (a power-of-two
+         * scale, so the conversion only truncates) */
+        to_int = ldexpf(1.0f, ANYPPG_BP_INPUT_BITS - exponent);
+        finite = isfinite(peak) && isfinite(to_int);
+    }
+    if (!finite) { /* beyond float32's range (or below its resolution): no number, say why */
+        memset(q, (int)(int8_t)ANYPPG_INPUT_PPG_ZERO_POINT, ANYPPG_WINDOW_LEN);
+        s->z_state = 2;
+        return ANYPPG_FLAG_AMPLITUDE;
+    }
+    float range = hi - lo;
+    float tol = 1e-9f * (range > 1e-12f ? range : 1e-12f);
+    float lo_t = lo + tol, hi_t = hi - tol, ss = 0.0f;
+    int32_t pinned = 0;
+    for (int32_t i = 0; i < L; i++) { /* in place: each float read before its int is written */
+        float v = c[i].f, d = v - mean;
+        ss = fmaf(d, d, ss);
+        pinned += (v <= lo_t) | (v >= hi_t);
+        c[i].i = (int32_t)(d * to_int);
+    }
+    for (int32_t k = 0; k < P; k++) {
+        pre[k].i = (int32_t)(pre[k].f * to_int);
+        post[k].i = (int32_t)(post[k].f * to_int);
+    }
+    uint8_t flags = raw_flags(s, mean, sqrtf(ss / (float)L), flat_n, pinned);
+    bandpass(pre, c, post);
+    flags |= zscore_quantise(s, c, to_int, q);
+    s->z_state = 1;
+    return flags;
+}
+
+/* The window's cells: in place in the ring, or (overlapping windows) copied out of it. The
+ * window is the n samples from ring index `first`, tiled to ANYPPG_WINDOW_LEN when n < L. */
+static anyppg_dsp_cell_t *window_cells(anyppg_dsp_t *s, uint32_t first, int64_t n)
+{
+#if ANYPPG_DSP_IN_PLACE
+    anyppg_dsp_cell_t *c = &s->ring[first]; /* first + L <= RING_LEN: one piece */
+    for (int64_t i = n; i < ANYPPG_WINDOW_LEN; i++) { /* finished: these slots are free */
+        c[i] = c[i % n];
+    }
+    return c;
+#else
+    for (int32_t i = 0, k = 0; i < ANYPPG_WINDOW_LEN; i++) {
         uint32_t idx = first + (uint32_t)k;
-        idx = idx >= ANYPPG_RING_LEN ? idx - ANYPPG_RING_LEN : idx;
-        float v = s->ring[idx];
-        s->ext.f[P + i] = v;
-        finite &= isfinite(v) ? 1 : 0;
-        miss |= s->ring_miss[idx];
+        s->work[i] = s->ring[idx >= ANYPPG_RING_LEN ? idx - ANYPPG_RING_LEN : idx];
         k = (k + 1 == n) ? 0 : k + 1;
     }
-    uint8_t flags;
-    if (finite) {
-        float mean;
-        flags = raw_flags(s, s->ext.f + P, flat_count(s, start, n, tiled), &mean);
-        flags |= model_input(s, mean, w);
-    } else {
-        /* samples near float32's limit (|x| ~ 1e38) overflowed the resampler: no number */
-        memset(w->z, 0, sizeof(w->z));
-        memset(w->q, (int)(int8_t)ANYPPG_INPUT_PPG_ZERO_POINT, sizeof(w->q));
-        flags = ANYPPG_FLAG_AMPLITUDE;
-    }
+    return s->work;
+#endif
+}
+
+/* Preprocess the n resampled samples from `start` (tiled to a window when n < L) into q. */
+static void make_window(anyppg_dsp_t *s, int64_t start, int64_t n, anyppg_dsp_window_t *w,
+                        int8_t *q)
+{
+    const uint32_t R = ANYPPG_RING_LEN;
+    uint32_t first = (s->ring_pos + R - (uint32_t)(s->n_out - start)) % R;
+    uint8_t miss = s->win_miss[s->next_slot];
+    int tiled = n < ANYPPG_WINDOW_LEN;
+    anyppg_dsp_cell_t *c = window_cells(s, first, n);
+    s->z_first = first;
+    uint8_t flags = process_window(s, c, flat_count(s, start, n, tiled), q);
     if (miss) {
         flags |= ANYPPG_FLAG_NAN_GAP;
     }
@@ -453,9 +802,9 @@ static void make_window(anyppg_dsp_t *s, int64_t start, int64_t n, anyppg_dsp_wi
     s->pending_dropped = 0;
 }
 
-int anyppg_dsp_poll(anyppg_dsp_t *s, anyppg_dsp_window_t *w)
+int anyppg_dsp_poll(anyppg_dsp_t *s, anyppg_dsp_window_t *w, int8_t *q)
 {
-    if (s == NULL || w == NULL) {
+    if (s == NULL || w == NULL || q == NULL) {
         return ANYPPG_DSP_ERR_NULL;
     }
     if (!valid(s)) {
@@ -463,14 +812,43 @@ int anyppg_dsp_poll(anyppg_dsp_t *s, anyppg_dsp_window_t *w)
     }
     if (s->finished && s->pad_short && s->next_start == 0 && s->total_out > 0 &&
         s->total_out < ANYPPG_WINDOW_LEN) {
-        make_window(s, 0, s->total_out, w);
+        s->z_state = 0;
+        make_window(s, 0, s->total_out, w, q);
         s->next_start = ANYPPG_HOP_LEN; /* handed out: nothing more to come */
+        s->next_slot = next_slot(s->next_slot);
+        s->room += ANYPPG_HOP_LEN;
         return 1;
     }
     if (s->n_out < s->next_start + ANYPPG_WINDOW_LEN) {
         return 0;
     }
-    make_window(s, s->next_start, ANYPPG_WINDOW_LEN, w);
+    s->z_state = 0;
+    make_window(s, s->next_start, ANYPPG_WINDOW_LEN, w, q);
     s->next_start += ANYPPG_HOP_LEN;
+    s->next_slot = next_slot(s->next_slot);
+    s->room += ANYPPG_HOP_LEN;
     return 1;
+}
+
+int anyppg_dsp_window_z(const anyppg_dsp_t *s, float *z)
+{
+    if (s == NULL || z == NULL) {
+        return ANYPPG_DSP_ERR_NULL;
+    }
+    if (!valid(s) || s->z_state == 0) {
+        return ANYPPG_DSP_ERR_STATE;
+    }
+    if (s->z_state == 2) {
+        memset(z, 0, ANYPPG_WINDOW_LEN * sizeof(float));
+        return ANYPPG_DSP_OK;
+    }
+#if ANYPPG_DSP_IN_PLACE
+    const anyppg_dsp_cell_t *c = &s->ring[s->z_first];
+#else
+    const anyppg_dsp_cell_t *c = s->work;
+#endif
+    for (int32_t i = 0; i < ANYPPG_WINDOW_LEN; i++) {
+        z[i] = ((float)c[i].i - s->z_mean) * s->z_inv; /* as zscore_quantise computes it */
+    }
+    return ANYPPG_DSP_OK;
 }

@@ -10,20 +10,24 @@
  *
  * Streaming API (one anyppg_dsp_t per sensor; not re-entrant per instance):
  *
- *     static anyppg_dsp_t dsp;                  // ~18 KB at 125 Hz: keep it static
- *     static anyppg_dsp_window_t win;           // ~6.3 KB: the model input and its flags
+ *     static anyppg_dsp_t dsp;                  // ~11 KB at 125 Hz: keep it static
+ *     static anyppg_dsp_window_t win;           // start, flags, drops: 16 bytes
+ *     static int8_t model_in[ANYPPG_WINDOW_LEN]; // or the inference's own input tensor
  *     if (anyppg_dsp_init(&dsp, 64.0f) != ANYPPG_DSP_OK) { ... rate not in this build ... }
  *     // sensor interrupt / FIFO drain, any chunk size:
  *     anyppg_dsp_push(&dsp, samples, n);
  *     // main loop: at most one window per call, so call until it returns 0
- *     while (anyppg_dsp_poll(&dsp, &win) == 1) {
- *         if (win.flags == 0) run_model(win.q);           // int8, ANYPPG_WINDOW_LEN samples
+ *     while (anyppg_dsp_poll(&dsp, &win, model_in) == 1) {
+ *         if (win.flags == 0) run_model(model_in);        // int8, ANYPPG_WINDOW_LEN samples
  *     }
  *
  * push() only resamples into a ring buffer; the window work (filter, z-score, flags,
- * quantisation) happens in poll(). The ring holds one window plus one hop: an app that stops
- * polling loses the oldest pending window, never newer data; each loss is counted
- * (windows_dropped, and win.dropped_before on the next window it gets).
+ * quantisation) happens in poll(), which writes the int8 model input straight into the
+ * caller's buffer: there is no float copy of the window. The ring holds one window and one
+ * hop behind it: an app that stops polling loses the oldest pending window, never newer data;
+ * each loss is counted (windows_dropped, and win.dropped_before on the next window it gets).
+ * With hop >= window (the default spec) each window is filtered in the ring itself.
+ * anyppg_dsp_window_z() gives the float window (edge_runtime's x) for tests and debugging.
  *
  * Non-finite samples (NaN, +-inf) hold the last finite value and flag the windows they touch
  * (ANYPPG_FLAG_NAN_GAP). A window whose arithmetic overflows float32 (|samples| near 1e38)
@@ -31,11 +35,14 @@
  * ends the stream like edge_runtime does for a file (the last sample held; with pad_short, a
  * recording shorter than one window is repeated to one window and flagged too_short).
  *
- * Build with -ffp-contract=off (no fused multiply-add) for results identical on every target.
+ * Results are the same bits on every target: the multiply-adds that are fused are written
+ * fmaf() (one VFMA on a Cortex-M4F, the C library's exact fmaf on a host), the rest is integer
+ * or plain float32 arithmetic; build with -ffp-contract=off so the compiler fuses nothing else.
  *
  * Where it can differ from edge_runtime (measured by tests/firmware_bridge/test_dsp_golden.py:
- * z within ~1e-5, int8 equal on > 99.99% of samples, flags equal on every real window):
- *  - float32 resampling and z-score, a Q29 fixed-point band-pass (float64 in Python);
+ * z within ~1e-5, int8 equal on > 99.9% of samples, flags equal on every real window):
+ *  - float32 resampling (fused multiply-adds, oldest input first) and raw statistics, a
+ *    fixed-point band-pass (float64 in Python), integer sums for the z-score;
  *  - flat runs: a run of identical samples still going on when a window is handed out counts
  *    with the length seen so far (Python sees the whole recording); output-to-input sample
  *    times are exact rationals (Python's map_mask rounds n * fs_in / fs_out in float64);
@@ -61,10 +68,8 @@ enum {
     ANYPPG_DSP_ERR_STATE = -4     /* the state was not initialised by anyppg_dsp_init */
 };
 
-/* One preprocessed window: what the model takes, with its quality flags. */
+/* What poll() says about the window it wrote to the caller's int8 buffer. */
 typedef struct {
-    float z[ANYPPG_WINDOW_LEN];  /* band-passed, z-scored window (float, edge_runtime's x) */
-    int8_t q[ANYPPG_WINDOW_LEN]; /* int8 model input: (1, ANYPPG_WINDOW_LEN, 1), NWC */
     int64_t start;               /* first sample, at ANYPPG_PPG_FS_HZ from the stream's start */
     uint32_t dropped_before;     /* windows lost to overflow since the previous window */
     uint8_t flags;               /* ANYPPG_FLAG_* bits; 0 = usable */
@@ -76,43 +81,56 @@ typedef struct {
     int64_t end; /* INT64_MAX while the run is still going */
 } anyppg_dsp_run_t;
 
+/* A resampled sample (float) that poll() turns into a filtered integer where it lies. */
+typedef union {
+    float f;
+    int32_t i;
+} anyppg_dsp_cell_t;
+
+/* Windows whose missing marks are kept: all that can have samples in the ring, plus one. */
+#define ANYPPG_MISS_SLOTS ((ANYPPG_RING_LEN + ANYPPG_HOP_LEN - 1) / ANYPPG_HOP_LEN + 1)
+
 /* All state; treat as opaque. Sizes are compile-time constants of the settings header. */
 typedef struct {
     uint32_t magic;
-    int finished;
+    uint8_t finished;
+    uint8_t pad_short;
+    uint8_t z_state;     /* last window for anyppg_dsp_window_z: 0 none, 1 cells, 2 zeros */
     /* resampler (edge_runtime/resample.py): cleaned inputs relative to `offset` */
     float hist[2 * ANYPPG_RS_HIST];       /* each input twice, so the taps read forwards */
     uint8_t hist_miss[2 * ANYPPG_RS_HIST];
     float offset;        /* first cleaned sample: keeps float32 precise on large DC levels */
     float last_finite;
-    float held;          /* last cleaned sample (relative), held after finish */
-    uint8_t held_miss;
+    float prev_raw;      /* last sensor sample, for the flat-run check */
     int64_t n_in;        /* sensor samples received */
-    int64_t n_avail;     /* inputs the resampler may read (n_in, plus held ones after finish) */
     int64_t n_out;       /* resampled samples produced */
-    int64_t next_b;      /* last input of output n_out: (n_out*down + H) div up ... */
-    uint32_t next_p;     /* ... and its phase: (n_out*down + H) mod up */
-    int64_t next_q;      /* n_out*down div up ... */
-    uint32_t next_r;     /* ... and mod up */
+    uint32_t rs_head;    /* inputs stored in hist (mod 2^32) */
+    int32_t rs_lag;      /* inputs stored - n_out * DOWN div UP */
+    uint32_t rs_r;       /* n_out * DOWN mod UP */
+    uint32_t miss_age;   /* inputs stored since the last missing one */
+    uint32_t run_len;    /* identical sensor samples so far (saturates at ANYPPG_FLAT_RUN_IN) */
     /* constant runs on the sensor's own samples (edge_runtime.preprocess.constant_runs) */
-    float prev_raw;
-    int64_t run_start;
     anyppg_dsp_run_t runs[ANYPPG_FLAT_RUNS_MAX];
     uint32_t n_runs;
     /* the resampled stream: one window plus one hop */
-    float ring[ANYPPG_RING_LEN];
-    uint8_t ring_miss[ANYPPG_RING_LEN];
+    anyppg_dsp_cell_t ring[ANYPPG_RING_LEN];
     uint32_t ring_pos;   /* ring index of sample n_out */
+    int32_t room;        /* samples that fit before the pending window is overwritten */
+    uint32_t to_next;    /* samples until the next window on the hop grid starts */
+    uint32_t out_slot;   /* win_miss slot of the latest window started */
+    uint32_t next_slot;  /* win_miss slot of the next window to hand out */
+    uint8_t win_miss[ANYPPG_MISS_SLOTS]; /* a window has a missing sample */
     int64_t next_start;  /* first sample of the next window to hand out */
     uint32_t pending_dropped;
     uint32_t windows_dropped; /* windows lost because the app did not poll in time */
-    int pad_short;
     int64_t total_out;   /* after finish: the number of resampled samples of the recording */
-    /* scratch for the zero-phase filter: the window with its odd extensions */
-    union {
-        float f[ANYPPG_WINDOW_LEN + 2 * ANYPPG_BP_PADLEN];
-        int32_t i[ANYPPG_WINDOW_LEN + 2 * ANYPPG_BP_PADLEN];
-    } ext;
+    /* the last window handed out, for anyppg_dsp_window_z: z[i] = (cell[i] - z_mean) * z_inv */
+    uint32_t z_first;    /* its ring index (in-place builds) */
+    float z_mean;
+    float z_inv;
+#if !ANYPPG_DSP_IN_PLACE
+    anyppg_dsp_cell_t work[ANYPPG_WINDOW_LEN]; /* overlapping windows: filtered out of the ring */
+#endif
 } anyppg_dsp_t;
 
 /* Set up for a sensor at `sensor_fs_hz`; ANYPPG_DSP_ERR_RATE unless it is this build's rate. */
@@ -122,8 +140,15 @@ int anyppg_dsp_init(anyppg_dsp_t *s, float sensor_fs_hz);
  * the values themselves (NaN/inf are flagged). */
 int anyppg_dsp_push(anyppg_dsp_t *s, const float *x, size_t n);
 
-/* 1 and the next window in *w if one is ready, 0 if not, or a negative ANYPPG_DSP_ERR_*. */
-int anyppg_dsp_poll(anyppg_dsp_t *s, anyppg_dsp_window_t *w);
+/* If a window is ready: writes its int8 model input, (1, ANYPPG_WINDOW_LEN, 1) NWC, to
+ * q[0 .. ANYPPG_WINDOW_LEN - 1] (e.g. the inference's input tensor), its start and flags to
+ * *w, and returns 1. 0 if none is ready (q untouched), or a negative ANYPPG_DSP_ERR_*. */
+int anyppg_dsp_poll(anyppg_dsp_t *s, anyppg_dsp_window_t *w, int8_t *q);
+
+/* The float window (band-passed, z-scored: edge_runtime's x) of the window the last poll
+ * returned, into z[0 .. ANYPPG_WINDOW_LEN - 1]. Only until the next push, poll or finish on s
+ * (it is recomputed from the filtered samples still in the ring): ANYPPG_DSP_ERR_STATE then. */
+int anyppg_dsp_window_z(const anyppg_dsp_t *s, float *z);
 
 /* End a finite recording: hold its last sample to produce the remaining windows (poll them
  * as usual). pad_short != 0: a recording shorter than one window becomes one window, tiled,

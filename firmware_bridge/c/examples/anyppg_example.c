@@ -20,7 +20,8 @@
 #endif
 
 static anyppg_dsp_t dsp;          /* all preprocessing state: static, no heap */
-static anyppg_dsp_window_t win;
+static anyppg_dsp_window_t win;   /* start, flags and drops of the latest window */
+static int8_t model_in[ANYPPG_WINDOW_LEN]; /* poll() writes the model's int8 input here */
 static anyppg_model_outputs out;
 
 static size_t read_sensor(FILE *f, float *buf, size_t n)
@@ -50,8 +51,8 @@ static void report(long k)
 
 static long drain(long k)
 {
-    while (anyppg_dsp_poll(&dsp, &win) == 1) {
-        anyppg_model_inputs in = {.ppg = win.q};
+    while (anyppg_dsp_poll(&dsp, &win, model_in) == 1) {
+        anyppg_model_inputs in = {.ppg = model_in};
         anyppg_invoke(&in, &out); /* every window, flagged or not, so all can be checked */
         report(k++);
     }

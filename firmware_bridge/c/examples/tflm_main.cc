@@ -46,9 +46,9 @@ int main() {
   for (;;) {
     size_t n = read_sensor(chunk, 32);
     anyppg_dsp_push(&dsp, chunk, n);
-    while (anyppg_dsp_poll(&dsp, &win) == 1) {
+    // the preprocessing writes the int8 window straight into the model's input tensor
+    while (anyppg_dsp_poll(&dsp, &win, input->data.int8) == 1) {
       if (win.flags != 0) continue;  // low quality: no number for this window
-      for (int i = 0; i < ANYPPG_WINDOW_LEN; i++) input->data.int8[i] = win.q[i];
       if (interpreter.Invoke() != kTfLiteOk) return 3;
 #ifdef ANYPPG_OUTPUT_HR_POSITION
       const TfLiteTensor *hr = interpreter.output(ANYPPG_OUTPUT_HR_POSITION);

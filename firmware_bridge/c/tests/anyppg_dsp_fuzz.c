@@ -24,6 +24,8 @@
 
 static anyppg_dsp_t st;
 static anyppg_dsp_window_t win;
+static int8_t q[ANYPPG_WINDOW_LEN];
+static float z[ANYPPG_WINDOW_LEN];
 
 static void fail(const char *what)
 {
@@ -34,9 +36,10 @@ static void fail(const char *what)
 static void drain(int64_t *last_start)
 {
     int r;
-    while ((r = anyppg_dsp_poll(&st, &win)) == 1) {
+    while ((r = anyppg_dsp_poll(&st, &win, q)) == 1) {
+        if (anyppg_dsp_window_z(&st, z) != ANYPPG_DSP_OK) fail("window_z after poll");
         for (int i = 0; i < ANYPPG_WINDOW_LEN; i++) {
-            if (!isfinite(win.z[i])) fail("non-finite z");
+            if (!isfinite(z[i])) fail("non-finite z");
         }
         if (win.flags & ~0x1Fu) fail("unknown flag bit");
         if (win.start <= *last_start || win.start % ANYPPG_HOP_LEN != 0) fail("window start");

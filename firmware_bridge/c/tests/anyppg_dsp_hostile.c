@@ -11,6 +11,8 @@
 static int failures;
 static anyppg_dsp_t s, s2;
 static anyppg_dsp_window_t w, w2;
+static int8_t q1[ANYPPG_WINDOW_LEN], q2[ANYPPG_WINDOW_LEN];
+static float z1[ANYPPG_WINDOW_LEN], z2[ANYPPG_WINDOW_LEN];
 static float x[N_MAX * 2];
 
 #define CHECK(cond, what)                                                                      \
@@ -36,14 +38,15 @@ static void pulse(float *buf, size_t n, float dc)
     }
 }
 
-/* Every window handed out is sane whatever went in: finite z, q in range, known flags. */
+/* Every window handed out is sane whatever went in: finite z, known flags. Its int8 input
+ * is left in q1, its float window in z1. */
 static int drain_check(anyppg_dsp_t *st, anyppg_dsp_window_t *win, uint8_t *all_flags)
 {
     int k = 0, r;
-    while ((r = anyppg_dsp_poll(st, win)) == 1) {
-        int finite = 1;
+    while ((r = anyppg_dsp_poll(st, win, q1)) == 1) {
+        int finite = anyppg_dsp_window_z(st, z1) == ANYPPG_DSP_OK;
         for (int i = 0; i < ANYPPG_WINDOW_LEN; i++) {
-            finite &= isfinite(win->z[i]) ? 1 : 0;
+            finite &= isfinite(z1[i]) ? 1 : 0;
         }
         CHECK(finite, "window values finite");
         CHECK((win->flags & ~0x1Fu) == 0, "only known flag bits");
@@ -65,7 +68,7 @@ static void arguments(void)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         CHECK(anyppg_dsp_init(&s, bad[i]) == ANYPPG_DSP_ERR_RATE, "unsupported rate refused");
         CHECK(anyppg_dsp_push(&s, &one, 1) == ANYPPG_DSP_ERR_STATE, "push after failed init");
-        CHECK(anyppg_dsp_poll(&s, &w) == ANYPPG_DSP_ERR_STATE, "poll after failed init");
+        CHECK(anyppg_dsp_poll(&s, &w, q1) == ANYPPG_DSP_ERR_STATE, "poll after failed init");
     }
     memset(&s, 0, sizeof(s));
     CHECK(anyppg_dsp_push(&s, &one, 1) == ANYPPG_DSP_ERR_STATE, "push on zeroed state");
@@ -74,14 +77,18 @@ static void arguments(void)
     CHECK(anyppg_dsp_push(&s, NULL, 5) == ANYPPG_DSP_ERR_NULL, "push NULL samples");
     CHECK(anyppg_dsp_push(&s, NULL, 0) == ANYPPG_DSP_OK, "push NULL, 0");
     CHECK(anyppg_dsp_push(&s, &one, 0) == ANYPPG_DSP_OK, "push 0");
-    CHECK(anyppg_dsp_poll(NULL, &w) == ANYPPG_DSP_ERR_NULL, "poll NULL state");
-    CHECK(anyppg_dsp_poll(&s, NULL) == ANYPPG_DSP_ERR_NULL, "poll NULL window");
-    CHECK(anyppg_dsp_poll(&s, &w) == 0, "nothing ready");
+    CHECK(anyppg_dsp_poll(NULL, &w, q1) == ANYPPG_DSP_ERR_NULL, "poll NULL state");
+    CHECK(anyppg_dsp_poll(&s, NULL, q1) == ANYPPG_DSP_ERR_NULL, "poll NULL window");
+    CHECK(anyppg_dsp_poll(&s, &w, NULL) == ANYPPG_DSP_ERR_NULL, "poll NULL model input");
+    CHECK(anyppg_dsp_poll(&s, &w, q1) == 0, "nothing ready");
+    CHECK(anyppg_dsp_window_z(NULL, z1) == ANYPPG_DSP_ERR_NULL, "window_z NULL state");
+    CHECK(anyppg_dsp_window_z(&s, NULL) == ANYPPG_DSP_ERR_NULL, "window_z NULL buffer");
+    CHECK(anyppg_dsp_window_z(&s, z1) == ANYPPG_DSP_ERR_STATE, "window_z before any window");
     CHECK(anyppg_dsp_finish(NULL, 0) == ANYPPG_DSP_ERR_NULL, "finish NULL");
     CHECK(anyppg_dsp_finish(&s, 0) == ANYPPG_DSP_OK, "finish");
     CHECK(anyppg_dsp_finish(&s, 0) == ANYPPG_DSP_OK, "finish twice");
     CHECK(anyppg_dsp_push(&s, &one, 1) == ANYPPG_DSP_ERR_FINISHED, "push after finish");
-    CHECK(anyppg_dsp_poll(&s, &w) == 0, "one sample, no pad: no window");
+    CHECK(anyppg_dsp_poll(&s, &w, q1) == 0, "one sample, no pad: no window");
 }
 
 /* A whole stream of one kind, polled as it goes; returns the OR of its windows' flags. */
@@ -108,7 +115,7 @@ static void values(void)
     CHECK(k == 3, "all-zero: 3 windows");
     int zp_only = 1;
     for (int i = 0; i < ANYPPG_WINDOW_LEN; i++) {
-        zp_only &= (w.q[i] == ANYPPG_INPUT_PPG_ZERO_POINT && w.z[i] == 0.0f) ? 1 : 0;
+        zp_only &= (q1[i] == ANYPPG_INPUT_PPG_ZERO_POINT && z1[i] == 0.0f) ? 1 : 0;
     }
     CHECK(zp_only, "a flat window quantises to the zero point");
     for (size_t i = 0; i < n; i++) x[i] = 12345.0f;
@@ -130,6 +137,12 @@ static void values(void)
 #endif
     pulse(x, n, 1000.0f);
     CHECK(stream_flags(x, n, &k) == 0, "a clean pulse has no flags");
+    anyppg_dsp_init(&s, ANYPPG_SENSOR_FS_HZ);
+    anyppg_dsp_push(&s, x, n);
+    CHECK(anyppg_dsp_poll(&s, &w, q1) == 1 && anyppg_dsp_window_z(&s, z1) == ANYPPG_DSP_OK,
+          "window_z right after poll");
+    anyppg_dsp_push(&s, x, 1);
+    CHECK(anyppg_dsp_window_z(&s, z1) == ANYPPG_DSP_ERR_STATE, "window_z refused after a push");
 }
 
 /* The same stream in any chunking (each below one hop, polled after each push) gives the
@@ -152,10 +165,11 @@ static void chunking(void)
             size_t m = n - pos < sizes[c] ? n - pos : sizes[c];
             anyppg_dsp_push(&s, x + pos, m);
             anyppg_dsp_push(&s, x + pos, 0);
-            while (anyppg_dsp_poll(&s, &w) == 1) {
+            while (anyppg_dsp_poll(&s, &w, q1) == 1) {
                 k1++;
                 int r;
-                while ((r = anyppg_dsp_poll(&s2, &w2)) == 0 && pos2 < n) {
+                same &= anyppg_dsp_window_z(&s, z1) == ANYPPG_DSP_OK;
+                while ((r = anyppg_dsp_poll(&s2, &w2, q2)) == 0 && pos2 < n) {
                     size_t m2 = n - pos2 < 50 ? n - pos2 : 50;
                     anyppg_dsp_push(&s2, x + pos2, m2);
                     pos2 += m2;
@@ -165,7 +179,8 @@ static void chunking(void)
                     continue;
                 }
                 k2++;
-                same &= memcmp(w.z, w2.z, sizeof(w.z)) == 0 && memcmp(w.q, w2.q, sizeof(w.q)) == 0 &&
+                same &= anyppg_dsp_window_z(&s2, z2) == ANYPPG_DSP_OK;
+                same &= memcmp(z1, z2, sizeof(z1)) == 0 && memcmp(q1, q2, sizeof(q1)) == 0 &&
                         w.flags == w2.flags && w.start == w2.start;
             }
         }
@@ -186,15 +201,15 @@ static void overflow(void)
     int64_t first_start = -1;
     for (size_t pos = 0; pos < n; pos += 50) { /* the reference polls all the time */
         anyppg_dsp_push(&s2, x + pos, n - pos < 50 ? n - pos : 50);
-        while (anyppg_dsp_poll(&s2, &w2) == 1) {
-            if (first_start < 0 && anyppg_dsp_poll(&s, &w) == 1) {
+        while (anyppg_dsp_poll(&s2, &w2, q2) == 1) {
+            if (first_start < 0 && anyppg_dsp_poll(&s, &w, q1) == 1) {
                 first_start = w.start;
                 dropped_first = w.dropped_before;
             }
             if (first_start >= 0 && w2.start == w.start) {
-                same &= memcmp(w.q, w2.q, sizeof(w.q)) == 0 && w.flags == w2.flags;
+                same &= memcmp(q1, q2, sizeof(q1)) == 0 && w.flags == w2.flags;
                 k++;
-                if (anyppg_dsp_poll(&s, &w) != 1) {
+                if (anyppg_dsp_poll(&s, &w, q1) != 1) {
                     break;
                 }
             }

@@ -18,6 +18,7 @@
 #include "anyppg_dsp.h"
 static anyppg_dsp_t dsp;
 static anyppg_dsp_window_t win;
+static int8_t win_q[ANYPPG_WINDOW_LEN]; /* the int8 model input anyppg_dsp_poll writes */
 #endif
 
 #define PAINT_BYTES 12288u
@@ -114,7 +115,7 @@ int main(void)
         for (;;) {
             stack_paint();
             uint64_t t0 = anyppg_cm_bench_ticks();
-            int r = anyppg_dsp_poll(&dsp, &win);
+            int r = anyppg_dsp_poll(&dsp, &win, win_q);
             uint64_t t1 = anyppg_cm_bench_ticks();
             uint32_t s = stack_used();
             if (r != 1 || k >= ANYPPG_MCU_N_WINDOWS) break;
@@ -123,7 +124,7 @@ int main(void)
             snprintf(label, sizeof label, "poll_%d", k);
             anyppg_cm_bench_report(label, t1 - t0);
             for (int j = 0; j < ANYPPG_MCU_WINDOW; ++j)
-                in_bad += win.q[j] != anyppg_mcu_expected_ppg[(size_t)k * ANYPPG_MCU_WINDOW + j];
+                in_bad += win_q[j] != anyppg_mcu_expected_ppg[(size_t)k * ANYPPG_MCU_WINDOW + j];
             run_model(k, anyppg_mcu_expected_ppg + (size_t)k * ANYPPG_MCU_WINDOW);
             ++k;
         }
