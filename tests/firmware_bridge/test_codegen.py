@@ -80,6 +80,9 @@ def test_facts_and_arena_planning(host_model):
     f = host_model.facts
     assert f["arena_bytes"] < f["arena_bytes_unshared"]
     assert any("+maxpool" in l or "+avgpool" in l for l in f["layers"])   # stem fused with its pool
+    # the student's blocks: depthwise -> 1x1 conv in row chunks, the residual ADD with its pool
+    assert any(l.startswith("dwconv+conv") for l in f["layers"])
+    assert "add+maxpool" in f["layers"]
     assert set(f["outputs"]) >= {"embedding", "hr"}
     assert f["weight_bytes"] > 0 and f["macs"] > 0
 
