@@ -41,6 +41,34 @@ def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return np.clip(q, -128, 127, out=q).astype(np.int8)
 
 
+class InputQuantizer:
+    """`quantize_input` bit for bit, written straight into an int8 buffer with preallocated
+    float64 scratch: the per-window path of the runtime allocates nothing. Shape: the input
+    tensor's (e.g. (1, L, 1)); x may be any array of that size."""
+
+    def __init__(self, shape, scale: float, zero_point: int):
+        self.shape = tuple(int(d) for d in shape)
+        self.scale, self.zp = float(scale), float(zero_point)
+        self.v = np.empty(self.shape, np.float64)
+        self.q = np.empty(self.shape, np.float64)
+        self.t = np.empty(self.shape, np.float64)
+
+    def __call__(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        v, q, t = self.v, self.q, self.t
+        np.divide(np.asarray(x, np.float32).reshape(self.shape), self.scale, out=v, dtype=np.float64)
+        np.rint(v, out=q)
+        np.subtract(v, q, out=t)
+        np.abs(t, out=t)
+        if t.max() == 0.5:               # exact ties (rare): half away from zero, as TFLite
+            tie = t == 0.5
+            q[tie] = np.trunc(v[tie]) + np.sign(v[tie])
+        q += self.zp
+        np.minimum(q, 127.0, out=q)      # = np.clip, without its Python-side dispatch
+        np.maximum(q, -128.0, out=q)
+        out[...] = q
+        return out
+
+
 def run_int8(it, x: np.ndarray) -> list[np.ndarray]:
     """Run windows x (N, L) float through a full-int8 LiteRT interpreter, one at a time.
     Returns the raw int8 outputs, one array per model output (N, ...), in subgraph order."""

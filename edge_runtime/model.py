@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .contract import DEFAULT_DECISION, OUTPUTS
-from .interpreters import dequantize, make_interpreter, quantize_input
+from .interpreters import InputQuantizer, dequantize, make_interpreter, quantize_input
 from .sidecar import (ModelFileError, check_against_file, check_inputs, load_verified,
                       model_spec, sigmoid)
 from .spec import SignalSpec
@@ -35,6 +35,10 @@ class EdgeModel:
     backend: str = "xnnpack"
     threads: int = 1
     interp: Any = field(default=None, repr=False)
+    _quantizers: dict[str, InputQuantizer] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._out_index = [(n, e["index"]) for n, e in self.outputs.items()]
 
     @classmethod
     def load(cls, src: str | Path, sidecar: str | Path | None = None, backend: str = "xnnpack",
@@ -69,17 +73,27 @@ class EdgeModel:
         e = self.inputs[name]
         return quantize_input(np.asarray(x, np.float32).reshape(e["shape"]), e["scale"], e["zero_point"])
 
+    def _set_input(self, name: str, x: np.ndarray) -> None:
+        """Quantise x straight into the interpreter's input buffer (a tensor() view, valid until
+        the next invoke): no set_tensor copy, no per-window allocation."""
+        e = self.inputs[name]
+        qz = self._quantizers.get(name)
+        if qz is None:
+            qz = self._quantizers[name] = InputQuantizer(e["shape"], e["scale"], e["zero_point"])
+        qz(x, self.interp.tensor(e["index"])())
+
     def invoke_raw(self, z: np.ndarray, accel: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """One preprocessed window (L,) (and accel (L, 3) if the model takes it) -> the raw
         output tensors by name (int8 or float32, the file's shapes)."""
-        it = self.interp
-        it.set_tensor(self.inputs["ppg"]["index"], self.quantize("ppg", z))
+        self._set_input("ppg", z)
         if "accel" in self.inputs:
             if accel is None:
                 raise ValueError(f"{self.name} takes an 'accel' input: supply accelerometer samples")
-            it.set_tensor(self.inputs["accel"]["index"], self.quantize("accel", accel))
+            self._set_input("accel", accel)
+        it = self.interp
         it.invoke()
-        return {n: it.get_tensor(e["index"]) for n, e in self.outputs.items()}   # copies already
+        get = it.get_tensor
+        return {n: get(i) for n, i in self._out_index}          # copies already
 
     def dequantize(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Raw tensors -> real values by name, with (1, ...) batch axis dropped."""

@@ -13,6 +13,11 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal as sps
 
+try:        # the kernel behind scipy.signal.sosfilt (private: fall back to the public call)
+    from scipy.signal._sosfilt import _sosfilt
+except ImportError:                                   # pragma: no cover
+    _sosfilt = None
+
 from .resample import resample_ratio, resample_stream  # noqa: F401 (re-export)
 from .spec import (FLAG_AMPLITUDE, FLAG_CLIPPING, FLAG_FLAT, FLAG_NAN_GAP, FLAG_TOO_SHORT,
                    SignalSpec)
@@ -84,18 +89,44 @@ def filter_windows(w: np.ndarray, sos: np.ndarray) -> np.ndarray:
         return sps.sosfiltfilt(sos, w, axis=-1)      # scipy's own error for too-short input
     ext = np.concatenate([2 * w[:, :1] - w[:, pad:0:-1], w,
                           2 * w[:, -1:] - w[:, -2:-(pad + 2):-1]], axis=-1)
-    zi = zi.reshape(len(sos), 1, 2)
-    y, _ = sps.sosfilt(sos, ext, axis=-1, zi=zi * ext[None, :, :1])
-    y, _ = sps.sosfilt(sos, y[:, ::-1], axis=-1, zi=zi * y[None, :, -1:])
+    if _sosfilt is None:
+        zi = zi.reshape(len(sos), 1, 2)
+        y, _ = sps.sosfilt(sos, ext, axis=-1, zi=zi * ext[None, :, :1])
+        y, _ = sps.sosfilt(sos, y[:, ::-1], axis=-1, zi=zi * y[None, :, -1:])
+        return y[:, ::-1][:, pad:-pad]
+    # sosfilt's own kernel on the (N, L) rows in place; zi (N, sections, 2) as sosfilt lays it
+    # out. Skips sosfilt's validation, moveaxis and copies, which cost more than the filtering.
+    _sosfilt(sos, ext, zi[None] * ext[:, :1, None])
+    y = ext[:, ::-1].copy()
+    _sosfilt(sos, y, zi[None] * y[:, :1, None])
     return y[:, ::-1][:, pad:-pad]
+
+
+def mean_std(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) over the last axis of float64 (N, L), keepdims: the steps of numpy's own
+    `mean` and `std` (pairwise sums, divide by L), bit for bit, sharing the mean and without
+    their Python-side dispatch."""
+    n = w.shape[-1]
+    mu = np.add.reduce(w, axis=-1, keepdims=True)
+    mu /= n
+    d = w - mu
+    np.multiply(d, d, out=d)
+    var = np.add.reduce(d, axis=-1, keepdims=True)
+    var /= n
+    return mu, np.sqrt(var, out=var)
 
 
 def zscore(w: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     """Per-window z-score of (N, L). A flat window maps to zeros, not NaN."""
     w = np.atleast_2d(w)
-    mu = w.mean(axis=-1, keepdims=True)
-    sd = w.std(axis=-1, keepdims=True)
-    return (w - mu) / np.maximum(sd, eps)
+    if w.dtype != np.float64:
+        mu = w.mean(axis=-1, keepdims=True)
+        sd = w.std(axis=-1, keepdims=True)
+        return (w - mu) / np.maximum(sd, eps)
+    mu, sd = mean_std(w)
+    d = w - mu
+    d /= np.maximum(sd, eps, out=sd)
+    return d
 
 
 def preprocess_ppg_windows(raw: np.ndarray, spec: SignalSpec) -> np.ndarray:
@@ -158,20 +189,22 @@ def quality_flags(raw: np.ndarray, missing: np.ndarray | None, fs: float,
     if n == 0:
         return flags
     if missing is not None:
-        flags[np.atleast_2d(missing).any(axis=-1)] |= FLAG_NAN_GAP
-    sd = raw.std(axis=-1)
-    scale = np.abs(raw.mean(axis=-1)) + 1.0
-    flat = sd < spec.flat_rel_std * scale
+        flags[np.logical_or.reduce(np.atleast_2d(missing), axis=-1)] |= FLAG_NAN_GAP
+    mu, sd = mean_std(raw)
+    scale = np.abs(mu[:, 0]) + 1.0
+    flat = sd[:, 0] < spec.flat_rel_std * scale
     if flat_mask is None:
         flat_mask = np.stack([constant_runs(r, fs, spec.flat_run_s) for r in raw])
     # At least flat_run_s of the window inside a long constant run (not just one sample next
     # to one, which the resampling map can touch at a window edge).
-    flat |= np.atleast_2d(flat_mask).sum(axis=-1) >= spec.flat_run_s * fs
+    flat |= np.add.reduce(np.atleast_2d(flat_mask), axis=-1, dtype=np.intp) >= spec.flat_run_s * fs
     flags[flat] |= FLAG_FLAT
-    lo = raw.min(axis=-1, keepdims=True)
-    hi = raw.max(axis=-1, keepdims=True)
+    lo = np.minimum.reduce(raw, axis=-1, keepdims=True)
+    hi = np.maximum.reduce(raw, axis=-1, keepdims=True)
     tol = 1e-9 * np.maximum(hi - lo, 1e-12)
-    pinned = ((raw <= lo + tol) | (raw >= hi - tol)).mean(axis=-1)
+    pin = raw <= lo + tol
+    pin |= raw >= hi - tol
+    pinned = np.add.reduce(pin, axis=-1, dtype=np.intp) / L    # = the bool mean
     flags[(pinned > spec.clip_fraction) & ~flat] |= FLAG_CLIPPING
     return flags
 
@@ -179,7 +212,8 @@ def quality_flags(raw: np.ndarray, missing: np.ndarray | None, fs: float,
 def amplitude_flags(z: np.ndarray, spec: SignalSpec) -> np.ndarray:
     """FLAG_AMPLITUDE where a preprocessed (z-scored) window (N, L) has a spike. (N,) uint8."""
     z = np.atleast_2d(z)
-    return np.where(np.abs(z).max(axis=-1) > spec.max_abs_z, FLAG_AMPLITUDE, 0).astype(np.uint8)
+    hi = np.maximum(np.maximum.reduce(z, axis=-1), -np.minimum.reduce(z, axis=-1))  # = max |z|
+    return np.where(hi > spec.max_abs_z, FLAG_AMPLITUDE, 0).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- one window
