@@ -35,12 +35,13 @@
 #error "in-place filtering needs a ring of two hops (each window in one piece)"
 #endif
 
-#define ANYPPG_AGE_NONE 0x40000000u /* no missing input stored lately */
 
 #if defined(__GNUC__)
 #define ANYPPG_INLINE static inline __attribute__((always_inline))
+#define ANYPPG_NOINLINE __attribute__((noinline))
 #else
 #define ANYPPG_INLINE static inline
+#define ANYPPG_NOINLINE
 #endif
 
 static int valid(const anyppg_dsp_t *s)
@@ -60,7 +61,7 @@ int anyppg_dsp_init(anyppg_dsp_t *s, float sensor_fs_hz)
         return ANYPPG_DSP_ERR_RATE;
     }
     s->room = ANYPPG_RING_LEN;
-    s->miss_age = ANYPPG_AGE_NONE;
+    s->rs_last_miss = 0x80000000u; /* long ago */
     s->out_slot = ANYPPG_MISS_SLOTS - 1u; /* the first sample starts window 0 in slot 0 */
     s->prev_raw = NAN; /* equals nothing: the first sample starts a run */
     s->run_len = 0u;
@@ -88,9 +89,11 @@ static void forget_old_runs(anyppg_dsp_t *s)
     }
 }
 
-/* Sensor sample i is the ANYPPG_FLAT_RUN_IN-th equal one in a row: a run opens. */
-static void open_run(anyppg_dsp_t *s, int64_t i)
+/* Sensor sample v of this push's x is the ANYPPG_FLAT_RUN_IN-th equal one in a row: a run
+ * opens. (Its stream index is worked out here, off the per-sample path.) */
+ANYPPG_NOINLINE static void open_run(anyppg_dsp_t *s, const float *x, const float *v)
 {
+    int64_t i = s->n_in + (v - x);
     forget_old_runs(s);
     s->runs[s->n_runs].start = i - (ANYPPG_FLAT_RUN_IN - 1);
     s->runs[s->n_runs].end = ANYPPG_RUN_OPEN;
@@ -201,26 +204,40 @@ ANYPPG_INLINE void out_put(anyppg_dsp_t *s, anyppg_out_t *o, float v, uint32_t m
 
 /* ------------------------------------------------------------------ resampler */
 /* The resampler's position, in locals while push() runs. With q, r = divmod(n_out * DOWN,
- * UP), output n_out's last input is b = q + HB (+1 when r + HOFF reaches UP) (resample.py
- * step 5); lag = inputs stored - q, so the output is ready when HB (+1) < lag. */
+ * UP), output n_out's last input is b = q + need, need = HB (+1 when r + HOFF reaches UP),
+ * and its phase p = (r + HOFF) mod UP (resample.py step 5); lag = inputs stored - q, so the
+ * output is ready once lag > need. */
 typedef struct {
-    uint32_t head; /* inputs stored (mod 2^32); hist slot of the next one */
+    uint32_t head;      /* inputs stored (mod 2^32); hist slot of the next one */
     int32_t lag;
     uint32_t r;
-    uint32_t age;  /* inputs stored since the last missing one */
+    int32_t need;       /* of the next output */
+    uint32_t p;         /* of the next output */
+    uint32_t last_miss; /* head of the last missing input stored */
 } anyppg_rs_t;
 
+ANYPPG_INLINE void rs_phase(anyppg_rs_t *rs)
+{
+    rs->p = rs->r + ANYPPG_RS_HOFF;
+    rs->need = ANYPPG_RS_HB;
+    if (rs->p >= ANYPPG_RS_UP) {
+        rs->p -= ANYPPG_RS_UP;
+        rs->need++;
+    }
+}
+
 /* Output n's missing mark (resample.py step 6): an input within one input period of its
- * time, i.e. x[i] for i = q - 1 + (r > 0) .. q + 1. Missing inputs are rare: the bytes are
- * read only when the latest one is that recent. */
+ * time, i.e. x[i] for i = q - 1 + (r > 0) .. q + 1. Missing inputs are rare: the marks are
+ * read only when the latest one is that recent (the age wraps after 2^32 inputs, which only
+ * sends a check the slow way). */
 ANYPPG_INLINE uint32_t rs_missing(const anyppg_dsp_t *s, const anyppg_rs_t *rs)
 {
-    if (rs->age > (uint32_t)rs->lag) {
+    if (rs->head - 1u - rs->last_miss > (uint32_t)rs->lag) {
         return 0u;
     }
-    const uint8_t *mb =
-        &s->hist_miss[((rs->head - (uint32_t)rs->lag + 1u) & ANYPPG_HIST_MASK) + ANYPPG_RS_HIST];
-    return (uint32_t)(mb[0] | mb[-1] | (rs->r > 0u ? 0u : mb[-2]));
+    uint32_t i = rs->head - (uint32_t)rs->lag + 1u; /* q + 1 */
+    return (uint32_t)(s->hist_miss[i & ANYPPG_HIST_MASK] | s->hist_miss[(i - 1u) & ANYPPG_HIST_MASK] |
+                      (rs->r > 0u ? 0u : s->hist_miss[(i - 2u) & ANYPPG_HIST_MASK]));
 }
 
 /* acc = fma(h[N-1], x[N-1], ... fma(h[0], x[0], acc)), one fused multiply-add after another.
@@ -230,12 +247,15 @@ ANYPPG_INLINE uint32_t rs_missing(const anyppg_dsp_t *s, const anyppg_rs_t *rs)
 #if defined(__GNUC__) && defined(__ARM_ARCH_7EM__) && defined(__ARM_FP) && (__ARM_FP & 4)
 #define ANYPPG_VFMA(a, b) "vfma.f32 %[acc], s" #a ", s" #b "\n\t"
 #define ANYPPG_FMA_BLOCK(N, LOADS, FMAS, ...)                                                 \
-    ANYPPG_INLINE float fma##N(const float *h, const float *x, float acc)                     \
+    ANYPPG_INLINE float fma##N(const float **hp, const float **xp, float acc)                 \
     {                                                                                          \
+        const float *h = *hp, *x = *xp;                                                        \
         __asm__(LOADS FMAS                                                                     \
                 : [acc] "+t"(acc), [h] "+r"(h), [x] "+r"(x)                                    \
                 : "m"(*(const float(*)[N])h), "m"(*(const float(*)[N])x)                       \
                 : __VA_ARGS__);                                                                \
+        *hp = h;                                                                               \
+        *xp = x;                                                                               \
         return acc;                                                                            \
     }
 ANYPPG_FMA_BLOCK(12, "vldmia %[h]!, {s8-s19}\n\tvldmia %[x]!, {s20-s31}\n\t",
@@ -255,10 +275,10 @@ ANYPPG_FMA_BLOCK(4, "vldmia %[h]!, {s24-s27}\n\tvldmia %[x]!, {s28-s31}\n\t",
                  "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
 #else
 #define ANYPPG_FMA_BLOCK(N)                                                                    \
-    ANYPPG_INLINE float fma##N(const float *h, const float *x, float acc)                     \
+    ANYPPG_INLINE float fma##N(const float **hp, const float **xp, float acc)                 \
     {                                                                                          \
         for (int j = 0; j < N; j++) {                                                          \
-            acc = fmaf(h[j], x[j], acc);                                                       \
+            acc = fmaf(*(*hp)++, *(*xp)++, acc);                                               \
         }                                                                                      \
         return acc;                                                                            \
     }
@@ -274,19 +294,22 @@ ANYPPG_INLINE float rs_fir(const float *x, uint32_t p, float offset)
     const float *h = &anyppg_rs_taps[p * ANYPPG_RS_TAPS];
     float acc = 0.0f;
     uint32_t j = 0;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 16
+#endif
     for (; j + 12u <= ANYPPG_RS_TAPS; j += 12u) {
-        acc = fma12(h + j, x + j, acc);
+        acc = fma12(&h, &x, acc);
     }
     if (j + 8u <= ANYPPG_RS_TAPS) {
-        acc = fma8(h + j, x + j, acc);
+        acc = fma8(&h, &x, acc);
         j += 8u;
     }
     if (j + 4u <= ANYPPG_RS_TAPS) {
-        acc = fma4(h + j, x + j, acc);
+        acc = fma4(&h, &x, acc);
         j += 4u;
     }
     for (; j < ANYPPG_RS_TAPS; j++) {
-        acc = fmaf(h[j], x[j], acc);
+        acc = fmaf(*h++, *x++, acc);
     }
     return fmaf(offset, anyppg_rs_gain_m1[p], acc);
 }
@@ -296,26 +319,18 @@ ANYPPG_INLINE int64_t rs_emit(anyppg_dsp_t *s, anyppg_out_t *o, anyppg_rs_t *rs,
                               const int limited, int64_t limit)
 {
     int64_t k = 0;
-    for (; !limited || k < limit; k++) {
-        uint32_t p = rs->r + ANYPPG_RS_HOFF;
-        int32_t need = ANYPPG_RS_HB;
-        if (p >= ANYPPG_RS_UP) {
-            p -= ANYPPG_RS_UP;
-            need++;
-        }
-        if (need >= rs->lag) {
-            break;
-        }
+    for (; rs->lag > rs->need && (!limited || k < limit); k++) {
         /* hist holds every input twice (slot and slot + HIST): x[b - TAPS + 1 .. b] */
-        uint32_t b = rs->head - (uint32_t)rs->lag + (uint32_t)need;
+        uint32_t b = rs->head - (uint32_t)rs->lag + (uint32_t)rs->need;
         const float *x = &s->hist[(b & ANYPPG_HIST_MASK) + ANYPPG_RS_HIST - (ANYPPG_RS_TAPS - 1)];
-        out_put(s, o, rs_fir(x, p, s->offset), rs_missing(s, rs));
+        out_put(s, o, rs_fir(x, rs->p, s->offset), rs_missing(s, rs));
         rs->r += ANYPPG_RS_DR;
         rs->lag -= ANYPPG_RS_DQ;
         if (rs->r >= ANYPPG_RS_UP) {
             rs->r -= ANYPPG_RS_UP;
             rs->lag--;
         }
+        rs_phase(rs);
     }
     return k;
 }
@@ -324,15 +339,18 @@ ANYPPG_INLINE void rs_store(anyppg_dsp_t *s, anyppg_rs_t *rs, float rel, uint8_t
 {
     uint32_t slot = rs->head & ANYPPG_HIST_MASK;
     s->hist[slot] = s->hist[slot + ANYPPG_RS_HIST] = rel;
-    s->hist_miss[slot] = s->hist_miss[slot + ANYPPG_RS_HIST] = miss;
-    rs->age = miss ? 0u : (rs->age < ANYPPG_AGE_NONE ? rs->age + 1u : rs->age);
+    s->hist_miss[slot] = miss;
+    if (miss) {
+        rs->last_miss = rs->head;
+    }
     rs->head++;
     rs->lag++;
 }
 
 static anyppg_rs_t rs_begin(const anyppg_dsp_t *s)
 {
-    anyppg_rs_t rs = {s->rs_head, s->rs_lag, s->rs_r, s->miss_age};
+    anyppg_rs_t rs = {s->rs_head, s->rs_lag, s->rs_r, 0, 0u, s->rs_last_miss};
+    rs_phase(&rs);
     return rs;
 }
 
@@ -341,7 +359,7 @@ static void rs_end(anyppg_dsp_t *s, const anyppg_rs_t *rs)
     s->rs_head = rs->head;
     s->rs_lag = rs->lag;
     s->rs_r = rs->r;
-    s->miss_age = rs->age;
+    s->rs_last_miss = rs->last_miss;
 }
 
 /* ------------------------------------------------------------------ push */
@@ -353,53 +371,89 @@ static void start_stream(anyppg_dsp_t *s, float v)
     s->offset = ANYPPG_RS_IDENTITY ? 0.0f : clean;
     for (uint32_t k = 0; k < 2u * ANYPPG_RS_HIST; k++) {
         s->hist[k] = clean - s->offset;
-        s->hist_miss[k] = miss;
     }
+    memset(s->hist_miss, miss, sizeof(s->hist_miss));
 }
 
-/* The end of a flat run at sensor sample i (the open run is the newest). */
-static void close_run(anyppg_dsp_t *s, int64_t i)
+/* A flat run ends at sensor sample v of this push's x (the open run is the newest). */
+ANYPPG_NOINLINE static void close_run(anyppg_dsp_t *s, const float *x, const float *v)
 {
-    s->runs[s->n_runs - 1].end = i;
+    s->runs[s->n_runs - 1].end = s->n_in + (v - x);
 }
 
-/* Sensor samples through flat-run tracking and cleaning (resample.py step 3) into the
- * resampler, or straight into the ring when the rates are equal. */
+/* Sensor-side state while push() runs: flat-run tracking and cleaning (resample.py step 3). */
+typedef struct {
+    float prev;   /* last sensor sample */
+    float last;   /* last finite one */
+    uint32_t run; /* equal samples so far, saturating at ANYPPG_FLAT_RUN_IN */
+} anyppg_clean_t;
+
+/* Sensor sample *p of this push's x: its cleaned value, and its missing mark in *miss. */
+ANYPPG_INLINE float clean_one(anyppg_dsp_t *s, anyppg_clean_t *c, const float *x,
+                              const float *p, uint8_t *miss)
+{
+    float v = *p;
+    if (v == c->prev) { /* NaN never equals; +-inf equals itself, as in numpy */
+        if (c->run < ANYPPG_FLAT_RUN_IN && ++c->run == ANYPPG_FLAT_RUN_IN) {
+            open_run(s, x, p);
+        }
+    } else {
+        if (c->run >= ANYPPG_FLAT_RUN_IN) {
+            close_run(s, x, p);
+        }
+        c->run = 1u;
+    }
+    c->prev = v;
+    *miss = 1u;
+    if (isfinite(v)) {
+        c->last = v;
+        *miss = 0u;
+    }
+    return c->last;
+}
+
+/* Inputs stored before the ready outputs are emitted: as many as the history can take while
+ * still holding every input (and missing mark) the first of those outputs reads. */
+#define ANYPPG_RS_BLOCK                                                                        \
+    (ANYPPG_RS_HIST - ANYPPG_RS_TAPS + 1 < ANYPPG_RS_HIST - ANYPPG_RS_HB - 2                   \
+         ? ANYPPG_RS_HIST - ANYPPG_RS_TAPS + 1                                                 \
+         : ANYPPG_RS_HIST - ANYPPG_RS_HB - 2)
+
+/* Sensor samples through cleaning into the ring: straight in at equal rates, else a block
+ * at a time into the resampler's history, then every output that became ready. */
 static void feed(anyppg_dsp_t *s, const float *x, size_t n)
 {
     anyppg_out_t o = out_begin(s);
     anyppg_rs_t rs = rs_begin(s);
-    float prev = s->prev_raw, last = s->last_finite;
+    anyppg_clean_t c = {s->prev_raw, s->last_finite, s->run_len};
     const float offset = s->offset;
-    uint32_t run = s->run_len;
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        if (v == prev) { /* NaN never equals; +-inf equals itself, as in numpy */
-            if (run < ANYPPG_FLAT_RUN_IN && ++run == ANYPPG_FLAT_RUN_IN) {
-                open_run(s, s->n_in + (int64_t)i);
-            }
-        } else {
-            if (run >= ANYPPG_FLAT_RUN_IN) {
-                close_run(s, s->n_in + (int64_t)i);
-            }
-            run = 1u;
-        }
-        prev = v;
-        uint8_t miss = 1u;
-        if (isfinite(v)) {
-            last = v;
-            miss = 0u;
-        }
-        if (ANYPPG_RS_IDENTITY) {
-            out_put(s, &o, last - offset, miss);
-        } else {
-            rs_store(s, &rs, last - offset, miss);
-            (void)rs_emit(s, &o, &rs, 0, 0);
+    uint8_t miss;
+    if (ANYPPG_RS_IDENTITY) { /* offset 0 */
+        for (const float *v = x, *end = x + n; v < end; v++) {
+            float y = clean_one(s, &c, x, v, &miss);
+            out_put(s, &o, y, miss);
         }
     }
-    s->prev_raw = prev;
-    s->last_finite = last;
-    s->run_len = run;
+    for (size_t i = 0; !ANYPPG_RS_IDENTITY && i < n;) {
+        size_t m = n - i < ANYPPG_RS_BLOCK ? n - i : ANYPPG_RS_BLOCK;
+        uint32_t head = rs.head;
+        for (const float *v = x + i, *end = x + i + m; v < end; v++, head++) {
+            float rel = clean_one(s, &c, x, v, &miss) - offset;
+            uint32_t slot = head & ANYPPG_HIST_MASK;
+            s->hist[slot] = s->hist[slot + ANYPPG_RS_HIST] = rel;
+            s->hist_miss[slot] = miss;
+            if (miss) {
+                rs.last_miss = head;
+            }
+        }
+        rs.head = head;
+        rs.lag += (int32_t)m;
+        i += m;
+        (void)rs_emit(s, &o, &rs, 0, 0);
+    }
+    s->prev_raw = c.prev;
+    s->last_finite = c.last;
+    s->run_len = c.run;
     s->n_in += (int64_t)n;
     rs_end(s, &rs);
     out_end(s, &o);
@@ -650,26 +704,35 @@ ANYPPG_INLINE int32_t sat8_half(int32_t t)
 
 /* Sums of the filtered integers: mean and population variance exact up to the final double
  * rounding (squares summed four at a time in 64 bits, |y| < 2^31, then carried to 96 bits). */
+#define ANYPPG_MOMENT(y)                                                                       \
+    sum += (y);                                                                                \
+    part += (uint64_t)((int64_t)(y) * (y));                                                    \
+    lo = (y) < lo ? (y) : lo;                                                                  \
+    hi = (y) > hi ? (y) : hi;
+
 static void int_moments(const anyppg_dsp_cell_t *c, double *mean, double *var, int32_t *lo_out,
                         int32_t *hi_out)
 {
     const int32_t L = ANYPPG_WINDOW_LEN;
     int64_t sum = 0;
-    uint64_t sq_lo = 0;
+    uint64_t sq_lo = 0, part;
     uint32_t sq_hi = 0;
     int32_t lo = c[0].i, hi = c[0].i, i = 0;
-    for (; i < L; i += 4) {
-        uint64_t part = 0;
-        for (int32_t j = i; j < i + 4 && j < L; j++) {
-            int32_t y = c[j].i;
-            sum += y;
-            part += (uint64_t)((int64_t)y * y);
-            lo = y < lo ? y : lo;
-            hi = y > hi ? y : hi;
-        }
+    for (; i + 4 <= L; i += 4) {
+        int32_t y0 = c[i].i, y1 = c[i + 1].i, y2 = c[i + 2].i, y3 = c[i + 3].i;
+        part = 0u;
+        ANYPPG_MOMENT(y0)
+        ANYPPG_MOMENT(y1)
+        ANYPPG_MOMENT(y2)
+        ANYPPG_MOMENT(y3)
         sq_lo += part;
         sq_hi += sq_lo < part ? 1u : 0u;
     }
+    for (part = 0u; i < L; i++) {
+        ANYPPG_MOMENT(c[i].i)
+    }
+    sq_lo += part;
+    sq_hi += sq_lo < part ? 1u : 0u;
     *mean = (double)sum / L;
     *var = ((double)sq_hi * 18446744073709551616.0 + (double)sq_lo) / L - *mean * *mean;
     *lo_out = lo;
@@ -703,26 +766,65 @@ static uint8_t zscore_quantise(anyppg_dsp_t *s, const anyppg_dsp_cell_t *c, floa
     return flags;
 }
 
+/* The raw window's sum and extremes, with how many samples sit exactly at each. */
+typedef struct {
+    float sum, lo, hi;
+    int32_t n_lo, n_hi;
+} anyppg_raw_t;
+
+static anyppg_raw_t raw_stats(const anyppg_dsp_cell_t *c)
+{
+    anyppg_raw_t r = {0.0f, c[0].f, c[0].f, 0, 0};
+    for (int32_t i = 0; i < ANYPPG_WINDOW_LEN; i++) {
+        float v = c[i].f;
+        r.sum = r.sum + v;
+        if (v <= r.lo) { /* rarely taken: a compare and a branch per side */
+            r.n_lo = v < r.lo ? 1 : r.n_lo + 1;
+            r.lo = v;
+        }
+        if (v >= r.hi) {
+            r.n_hi = v > r.hi ? 1 : r.n_hi + 1;
+            r.hi = v;
+        }
+    }
+    return r;
+}
+
+/* Samples pinned at the window's min or max (edge_runtime: within 1e-9 of the range of
+ * them). That tolerance is below float32's spacing at the extremes unless they sit near 0,
+ * so it is the counts of exact extremes, or else one more pass. */
+static int32_t pinned_count(const anyppg_dsp_cell_t *c, const anyppg_raw_t *r)
+{
+    float range = r->hi - r->lo;
+    float tol = 1e-9f * (range > 1e-12f ? range : 1e-12f);
+    float lo_t = r->lo + tol, hi_t = r->hi - tol;
+    if (r->lo == r->hi) {
+        return ANYPPG_WINDOW_LEN;
+    }
+    if (lo_t == r->lo && hi_t == r->hi) {
+        return r->n_lo + r->n_hi;
+    }
+    int32_t pinned = 0;
+    for (int32_t i = 0; i < ANYPPG_WINDOW_LEN; i++) {
+        pinned += (c[i].f <= lo_t) | (c[i].f >= hi_t);
+    }
+    return pinned;
+}
+
 /* Band-pass (zero phase), z-score, quality flags and int8 quantisation of the window in c
  * (floats, L = ANYPPG_WINDOW_LEN), which is left holding the filtered integers. */
 static uint8_t process_window(anyppg_dsp_t *s, anyppg_dsp_cell_t *c, int64_t flat_n, int8_t *q)
 {
     const int32_t L = ANYPPG_WINDOW_LEN, P = ANYPPG_BP_PADLEN;
-    float sum = 0.0f, lo = c[0].f, hi = c[0].f;
-    for (int32_t i = 0; i < L; i++) {
-        float v = c[i].f;
-        sum = sum + v;
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-    }
-    float mean = sum / (float)L;
+    anyppg_raw_t r = raw_stats(c);
+    float mean = r.sum / (float)L;
     anyppg_dsp_cell_t pre[ANYPPG_BP_PADLEN], post[ANYPPG_BP_PADLEN]; /* floats, then integers */
     float peak = 0.0f, to_int = 0.0f;
     int exponent = 0;
-    int finite = isfinite(sum);
+    int finite = isfinite(r.sum);
     if (finite) {
         peak = extension_peak(c, mean, pre, post);
-        float a = hi - mean, b = mean - lo; /* max |x - mean|: rounding is monotonic */
+        float a = r.hi - mean, b = mean - r.lo; /* max |x - mean|: rounding is monotonic */
         peak = a > peak ? a : peak;
         peak = b > peak ? b : peak;
         if (isfinite(peak) && peak > 0.0f) {
@@ -738,14 +840,11 @@ static uint8_t process_window(anyppg_dsp_t *s, anyppg_dsp_cell_t *c, int64_t fla
         s->z_state = 2;
         return ANYPPG_FLAG_AMPLITUDE;
     }
-    float range = hi - lo;
-    float tol = 1e-9f * (range > 1e-12f ? range : 1e-12f);
-    float lo_t = lo + tol, hi_t = hi - tol, ss = 0.0f;
-    int32_t pinned = 0;
+    int32_t pinned = pinned_count(c, &r);
+    float ss = 0.0f;
     for (int32_t i = 0; i < L; i++) { /* in place: each float read before its int is written */
-        float v = c[i].f, d = v - mean;
+        float d = c[i].f - mean;
         ss = fmaf(d, d, ss);
-        pinned += (v <= lo_t) | (v >= hi_t);
         c[i].i = (int32_t)(d * to_int);
     }
     for (int32_t k = 0; k < P; k++) {

@@ -98,7 +98,7 @@ typedef struct {
     uint8_t z_state;     /* last window for anyppg_dsp_window_z: 0 none, 1 cells, 2 zeros */
     /* resampler (edge_runtime/resample.py): cleaned inputs relative to `offset` */
     float hist[2 * ANYPPG_RS_HIST];       /* each input twice, so the taps read forwards */
-    uint8_t hist_miss[2 * ANYPPG_RS_HIST];
+    uint8_t hist_miss[ANYPPG_RS_HIST];
     float offset;        /* first cleaned sample: keeps float32 precise on large DC levels */
     float last_finite;
     float prev_raw;      /* last sensor sample, for the flat-run check */
@@ -107,7 +107,7 @@ typedef struct {
     uint32_t rs_head;    /* inputs stored in hist (mod 2^32) */
     int32_t rs_lag;      /* inputs stored - n_out * DOWN div UP */
     uint32_t rs_r;       /* n_out * DOWN mod UP */
-    uint32_t miss_age;   /* inputs stored since the last missing one */
+    uint32_t rs_last_miss; /* rs_head of the last missing input */
     uint32_t run_len;    /* identical sensor samples so far (saturates at ANYPPG_FLAT_RUN_IN) */
     /* constant runs on the sensor's own samples (edge_runtime.preprocess.constant_runs) */
     anyppg_dsp_run_t runs[ANYPPG_FLAT_RUNS_MAX];
