@@ -42,9 +42,13 @@ def cache_path(store: str | Path, key: str, kind: str = "ecg") -> Path:
 def build_cache(store: str | Path, encoder: torch.nn.Module, key: str, kind: str = "ecg",
                 batch_size: int = 64, device: str | torch.device = "cpu", quiet: bool = False) -> Path:
     """Encode every window of `store` (the `kind`'s signal) with `encoder` in eval mode; returns
-    the cache path. Returns at once if a cache with this key exists. Written atomically."""
+    the cache path. Returns at once if a complete cache with this key exists.
+
+    The `.json` note and the `.npy` are one unit: the note is written first and the `.npy`
+    renamed into place last, so an `.npy` exists only beside its note; a cache whose note is
+    missing or disagrees with it (a crash of older code between the two) is rebuilt."""
     path = cache_path(store, key, kind)
-    if path.is_file():
+    if path.is_file() and cache_complete(path, key):
         return path
     signal = KINDS[kind][1]
     ws = WindowStore(store, split=None)
@@ -63,17 +67,32 @@ def build_cache(store: str | Path, encoder: torch.nn.Module, key: str, kind: str
             out = np.zeros((len(ws), f.shape[1]), np.float16)
         out[i0:i0 + len(f)] = f
     encoder.train(was_training)
+    if path.exists():
+        path.unlink()          # an incomplete cache: its note is rewritten before the data
+    atomic_write_json(path.with_suffix(".json"), {"key": key, "rows": len(ws), "dim": int(out.shape[1])})
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, out)
-    atomic_write_json(path.with_suffix(".json"), {"key": key, "rows": len(ws), "dim": int(out.shape[1])})
     return path
+
+
+def cache_complete(path: Path, key: str) -> bool:
+    """True if the `.npy` at `path` has its `.json` note and agrees with it (key, rows, dim)."""
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    return meta.get("key") == key and arr.shape == (meta.get("rows"), meta.get("dim"))
 
 
 def load_cache(path: Path, store: WindowStore) -> np.ndarray:
     """The cache, memory-mapped, checked against the store's row count. (N_all, D) float16."""
-    meta = json.loads(path.with_suffix(".json").read_text())
-    arr = np.load(path, mmap_mode="r")
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable feature cache ({type(e).__name__}); delete it to rebuild") from None
     if arr.shape[0] != meta["rows"] or meta["rows"] != store.index["n_windows"]:
         raise ValueError(f"{path}: cache has {arr.shape[0]} rows, store has {store.index['n_windows']}")
     return arr

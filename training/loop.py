@@ -179,6 +179,12 @@ class RunLog:
         """A fresh run: an empty metrics log, None. Resuming: the checkpoint (made under `spec`,
         the store's; RNG state already restored; log lines of steps the kill undid dropped)."""
         if not resume:
+            # every rank looks before rank 0 writes: a fresh run never lands on an old one
+            used = self.out.is_dir() and any(self.out.iterdir())
+            self.d.barrier()
+            if used:
+                raise FileExistsError(f"{self.out}: already exists and is not empty (pass --resume to "
+                                      f"continue that run, or choose another --out)")
             if self.d.main:
                 self.out.mkdir(parents=True, exist_ok=True)
                 self.metrics_path.write_text("")

@@ -23,8 +23,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from anyppg.config import ConfigError, to_dict
-from anyppg.runs import write_manifest
-from anyppg.stage import add_run_io, run_stage, stage_config, stage_parser
+from anyppg.runs import selection_record, write_manifest
+from anyppg.stage import add_run_io, one_line, run_stage, stage_config, stage_parser
 from training import loop
 from training.clip_model import PPGECGClip
 from training.data.dataset import WindowDataset
@@ -32,6 +32,7 @@ from training.data.store import WindowStore
 from training.features import build_cache, cache_path, load_cache, weights_key
 from training.loop import make_optimizer
 from training.losses import ClipLoss
+from training.retrieval import retrieval_report
 from training.models import build_model, load_encoder_checkpoint
 
 
@@ -59,6 +60,10 @@ class PretrainConfig(loop.LoopConfig):
     compile: bool = False
     activation_checkpointing: bool = True   # trainable ECG tower only
     eval_batch: int = 64                # retrieval is scored within batches of this size
+    # The split whose subjects chose this config's settings ("val"; "" none). Its subjects are
+    # recorded in the manifest as selection subjects, and probes exclude them like training
+    # subjects, so figures are reported on patients that neither trained nor tuned the model.
+    selection_split: str = ""
     kill_at_step: int = 0               # test hook: SIGKILL this process after that step
 
 
@@ -93,11 +98,14 @@ def _state_without_frozen(model: PPGECGClip, frozen: bool) -> dict:
 @torch.no_grad()
 def retrieval_top1(model: PPGECGClip, store_path: Path, split: str, batch: int, device,
                    cache: np.ndarray | None, seed: int = 0, max_windows: int = 4096) -> dict:
-    """PPG->ECG top-1 within shuffled batches of `batch` pairs of `split` (chance 1/batch)."""
+    """PPG->ECG top-1 within shuffled batches of `batch` pairs of `split` (chance 1/batch).
+    Frozen-ECG runs (features cached) only; a trainable ECG tower gets `retrieval_report`.
+    A split with fewer windows than one batch is reported as not measured, never as NaN."""
     ds = WindowDataset(store_path, split=split, with_ecg=cache is None)
     n = len(ds)
     if n < batch:
-        return {"top1": float("nan"), "n_batches": 0, "chance": 1.0 / batch}
+        return {"status": f"not measured: split {split!r} has {n} windows, fewer than one batch of {batch}",
+                "n_batches": 0, "chance": 1.0 / batch}
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n, generator=g)[: min(n, max_windows) // batch * batch].view(-1, batch)
     model.eval()
@@ -112,7 +120,20 @@ def retrieval_top1(model: PPGECGClip, store_path: Path, split: str, batch: int, 
             out = model(ppg, ecg=torch.stack([it["ecg"] for it in items]).to(device))
         sim = out.ppg @ out.ecg.T
         hits.append((sim.argmax(1) == torch.arange(batch, device=device)).float().mean().item())
-    return {"top1": float(np.mean(hits)), "n_batches": len(hits), "chance": 1.0 / batch}
+    return {"status": "ok", "top1": float(np.mean(hits)), "n_batches": len(hits), "chance": 1.0 / batch}
+
+
+def split_retrieval(model: PPGECGClip, data: Path, split: str, batch: int, device, cache, seed: int) -> dict:
+    """Retrieval on one split: with a live ECG tower, top-1 beside chance, the patient-matching
+    oracle and within-patient retrieval, with subject-bootstrap CIs (training.retrieval);
+    with cached frozen-ECG features, top-1 in shuffled batches."""
+    if cache is not None:
+        return retrieval_top1(model, data, split, batch, device, cache, seed=seed)
+    model.cpu()
+    try:
+        return retrieval_report(model, data, split=split, batch=batch, seed=seed)
+    finally:
+        model.to(device)
 
 
 # ----------------------------------------------------------------------------- one step
@@ -237,20 +258,25 @@ def train(cfg: PretrainConfig, data: Path, out: Path, resume: bool, quiet: bool 
     return metrics
 
 
+def _split_subjects(data: Path, split: str) -> list[str]:
+    return sorted(set(WindowStore(data, split=split).subject_ids())) if split else []
+
+
 def _finish(cfg, data, out, store, model, cache, run, d, metrics) -> None:
     """Retrieval on val/test and the manifest."""
     for split in ("val", "test"):
         try:
-            metrics[f"{split}_retrieval"] = retrieval_top1(model, data, split, cfg.eval_batch,
-                                                           d.device, cache, seed=cfg.seed)
+            metrics[f"{split}_retrieval"] = split_retrieval(model, data, split, cfg.eval_batch,
+                                                            d.device, cache, cfg.seed)
         except ValueError as e:
-            metrics[f"{split}_retrieval"] = {"skipped": str(e)}
+            metrics[f"{split}_retrieval"] = {"status": f"not measured: {one_line(e)}"}
     ck_inputs = {"store_index": str(Path(data) / "index.json")}
     if cfg.ecg_checkpoint:
         ck_inputs["ecg_checkpoint"] = cfg.ecg_checkpoint
     write_manifest(out, "pretrain", to_dict(cfg), ck_inputs, metrics, extra={
         "store": str(Path(data).resolve()),
         "trained_on_subjects": sorted(set(store.subject_ids())),
+        **selection_record(data, cfg.selection_split, _split_subjects(data, cfg.selection_split)),
         "checkpoint": str(run.ckpt_path),
         "world_size": d.world,
         "spec": store.spec.to_dict(),

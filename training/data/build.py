@@ -99,20 +99,59 @@ class BuildOptions:
     reader_opts: dict = field(default_factory=dict)
 
 
+# A resting or exercising pulse lies in 0.5-3.7 Hz (30-220 bpm). When most kept windows' dominant
+# frequency falls outside it, the declared sampling rate is probably wrong (a 30 Hz recording
+# declared as 125 Hz shows a 70 bpm pulse at 17 bpm).
+PULSE_BAND_HZ = (0.5, 3.7)
+
+
+def dominant_hz(x: np.ndarray, fs: float) -> np.ndarray:
+    """Frequency (Hz) of the largest spectral peak in 0.2-8 Hz of each window x (K, L)."""
+    if len(x) == 0:
+        return np.zeros(0)
+    f = np.fft.rfftfreq(x.shape[1], 1.0 / fs)
+    p = np.abs(np.fft.rfft(x - x.mean(1, keepdims=True), axis=1)) ** 2
+    band = (f >= 0.2) & (f <= 8.0)
+    return f[band][np.argmax(p[:, band], axis=1)]
+
+
 class _Tally:
-    """Rejected windows by reason, unreadable units and too-short records of one build."""
+    """Rejected windows by reason, unreadable units, too-short records and the pulse-frequency
+    check of one build."""
 
     def __init__(self):
         self.rejected: dict[str, int] = {}
         self.errors: list[str] = []
         self.short_records = 0
+        self.pulse_checked = 0
+        self.pulse_implausible = 0
 
     def count(self, name: str, n: int = 1) -> None:
         self.rejected[name] = self.rejected.get(name, 0) + n
 
     def extra(self, units: int) -> dict:
         return {"rejected": self.rejected, "errors": self.errors, "units": units,
-                "short_records": self.short_records}
+                "short_records": self.short_records,
+                "pulse_check": {"windows": self.pulse_checked, "implausible": self.pulse_implausible,
+                                "band_hz": list(PULSE_BAND_HZ)}}
+
+    def rate_warning(self, source: str, fs: float) -> str | None:
+        """A warning when most kept windows' pulse frequency is implausible (None otherwise)."""
+        if self.pulse_checked < 5 or self.pulse_implausible <= self.pulse_checked / 2:
+            return None
+        return (f"warning: {self.pulse_implausible} of {self.pulse_checked} {source} windows have a dominant "
+                f"frequency outside {PULSE_BAND_HZ[0]}-{PULSE_BAND_HZ[1]} Hz (30-220 bpm) at the declared "
+                f"sampling rate: check the rate the recordings declare (e.g. --fs of a CSV)")
+
+    def empty_reason(self) -> str:
+        """Why a build kept no window: unreadable units and rejections by reason."""
+        parts = []
+        if self.errors:
+            parts.append(f"{len(self.errors)} unreadable (e.g. {self.errors[0]})")
+        rej = {k: v for k, v in self.rejected.items() if k != "windows_rejected"}
+        if rej:
+            parts.append("rejected: " + ", ".join(f"{k} {v}" for k, v in sorted(rej.items())))
+        return "; ".join(parts) or "no recordings found"
 
 
 def _add_results(writer: PartWriter, o: BuildOptions, unit, results, reject: int, tally: _Tally) -> None:
@@ -128,6 +167,9 @@ def _add_results(writer: PartWriter, o: BuildOptions, unit, results, reject: int
                 tally.count(name)
         tally.count("windows_rejected", int(bad.sum()))
         keep = ~bad
+        hz = dominant_hz(w["ppg"][keep], o.spec.ppg_fs)
+        tally.pulse_checked += len(hz)
+        tally.pulse_implausible += int(((hz < PULSE_BAND_HZ[0]) | (hz > PULSE_BAND_HZ[1])).sum())
         writer.add({"record_id": record_id, "unit": unit, "n": int(keep.sum())},
                    subject_id, subject_split(subject_id, o.split, o.split_seed),
                    w["ppg"][keep], None if w["ecg"] is None else w["ecg"][keep],
@@ -158,7 +200,14 @@ def _write_part(part_dir: Path, o: BuildOptions, jobs: list, reject: int) -> dic
         if pool is not None:
             pool.close()
             pool.join()
-    return writer.close(tally.extra(len(jobs)))
+    info = writer.close(tally.extra(len(jobs)))
+    if info["n_windows"] == 0 and (jobs or o.num_shards == 1):   # inside atomic_dir: nothing is left
+        raise ValueError(f"{o.input}: no window kept from {len(jobs)} {o.source} units "
+                         f"({tally.empty_reason()}); no store written")
+    warn = tally.rate_warning(o.source, o.spec.ppg_fs)
+    if warn:
+        print(warn, file=sys.stderr)
+    return info
 
 
 def build_store(o: BuildOptions) -> dict:

@@ -47,6 +47,8 @@ DIRECT = {
     "hr": ("hr-spectral", "hr-neurokit2", "hr-heartpy"),
     "rr": ("rr-riiv", "rr-riav", "rr-rifv", "rr-fusion"),
 }
+# suffix of a direct estimator scored with its failures imputed by the training mean
+IMPUTED = "+imp"
 DISPLAY = {
     "subject-mean": "subject mean",
     "features": "HRV+morph. features",

@@ -9,7 +9,7 @@ import numpy as np
 
 from anyppg.runs import atomic_path
 
-from .baselines import DIRECT, DISPLAY
+from .baselines import DIRECT, DISPLAY, IMPUTED
 from .tasks import Task
 
 
@@ -63,7 +63,8 @@ def _columns(report: dict) -> tuple[list[str], list[str], set[str]]:
     column, 'trivial'."""
     tasks = report["tasks"]
     enc_names = [e["name"] for e in report["encoders"]]
-    base_order = ["subject-mean", "prior", "features", *DIRECT["hr"], *DIRECT["rr"]]
+    base_order = ["subject-mean", "prior", "features",
+                  *[b + s for b in DIRECT["hr"] + DIRECT["rr"] for s in ("", IMPUTED)]]
     present = {b for t in tasks.values() for b in t.get("baselines", {})}
     base_names = [b for b in base_order if b in present]
     cols = enc_names + (["trivial"] if {"subject-mean", "prior"} & present else []) + \
@@ -82,7 +83,7 @@ def _get(t: dict, c: str) -> dict | None:
 def _tables(report: dict, enc_names: list[str], cols: list[str]) -> list[str]:
     tasks = report["tasks"]
     head = ["task", "metric", "subjects (windows)"] + [
-        (f"`{c}`" if c in enc_names else "subject mean / prior" if c == "trivial" else DISPLAY.get(c, c))
+        (f"`{c}`" if c in enc_names else "subject mean / prior" if c == "trivial" else _name(c))
         for c in cols]
     lines = ["# Probe results", "",
              f"Protocol: frozen embeddings -> StandardScaler -> ridge / logistic regression, "
@@ -131,6 +132,27 @@ def _binary_rows(tasks: dict, enc_names: list[str]) -> list[str]:
             "| task | method | F1 [95% CI] | AUPRC | prevalence |", "|---|---|---|---|---|"] + rows
 
 
+def _name(m: str) -> str:
+    if m.endswith(IMPUTED):
+        return f"{DISPLAY.get(m[:-len(IMPUTED)], m[:-len(IMPUTED)])} (failures imputed)"
+    return DISPLAY.get(m, m)
+
+
+def _paired_rows(tasks: dict) -> list[str]:
+    """Paired differences (method - reference on the same windows, subject bootstrap)."""
+    rows = []
+    for name, t in tasks.items():
+        for p in t.get("paired", []):
+            rows.append(f"| {name} | {_name(p['method'])} | {_name(p['reference'])} | {p['diff']:+.3f} "
+                        f"[{p['ci'][0]:+.3f}, {p['ci'][1]:+.3f}] | {p['n_windows']} | {p['verdict']} |")
+    if not rows:
+        return []
+    return ["", "## Paired differences [95% CI]", "",
+            "Method minus reference on the windows both covered, 95% CI from the same subject "
+            "resamples; 'better' / 'worse' only where the CI excludes 0 (MAE: lower is better).", "",
+            "| task | method | reference | difference | windows | verdict |", "|---|---|---|---|---|---|"] + rows
+
+
 def _task_notes(tasks: dict) -> list[str]:
     notes = []
     for name, t in tasks.items():
@@ -147,7 +169,7 @@ def _task_notes(tasks: dict) -> list[str]:
                 if r.get("status", "ok") != "ok":
                     notes.append(f"- {name} / {m}: {r['status']}")
                 elif r.get("coverage", 1) < 1:
-                    notes.append(f"- {name} / {DISPLAY.get(m, m)}: {r.get('note', '')}")
+                    notes.append(f"- {name} / {_name(m)}: {r.get('note', '')}")
     return notes
 
 
@@ -168,8 +190,10 @@ def _general_notes(report: dict, present: set[str]) -> list[str]:
         notes.append("- PPG-BP windows are 2.1 s segments tiled to 10 s; classical methods analyse "
                      "one tile; labels are one value per subject (3 windows each).")
     if any(b.startswith(("hr-", "rr-")) for b in present):
-        notes.append("- Direct estimators are scored where they produced a value; their skill uses the "
-                     "subject-mean MAE on those same windows.")
+        notes.append("- Direct estimators are scored twice: where they produced a value (coverage shown; "
+                     "skill against the subject-mean MAE on those same windows), and on every window "
+                     "with their failures imputed by the training mean ('failures imputed'), which is "
+                     "the comparison on the same windows as the encoders.")
     return notes
 
 
@@ -177,6 +201,7 @@ def render_markdown(report: dict) -> str:
     """probe.md: the metric and skill tables, binary-task F1, notes and the encoders."""
     enc_names, cols, present = _columns(report)
     lines = _tables(report, enc_names, cols) + _binary_rows(report["tasks"], enc_names)
+    lines += _paired_rows(report["tasks"])
     lines += ["", "## Notes", ""] + _task_notes(report["tasks"]) + _general_notes(report, present)
     lines += ["", "## Encoders", ""] + [f"- `{e['name']}`: {json.dumps(e['info'], default=str)}"
                                         for e in report["encoders"]]

@@ -12,6 +12,7 @@ from edge_runtime.spec import SpecMismatch
 
 from . import protocol as P
 from .stores import StoreData
+from .baselines import IMPUTED
 from .tasks import PRIMARY_METRIC, Task
 
 
@@ -161,6 +162,13 @@ def _score_baselines(out, task, sd, rows, y, groups, folds, opts, n_classes, ref
             out["baselines"][name] = _summarise(task.kind, name, y, p, None, groups, ref.pred,
                                                 n_classes, note="direct estimate, no training")
             sc.add(name, "baseline", p)
+            # the same estimator with its failures counted: where it gave no value, the
+            # training-fold mean (the subject-mean predictor), so it is scored on every window
+            imp = np.where(np.isfinite(p), p, ref.pred)
+            out["baselines"][name + IMPUTED] = _summarise(
+                task.kind, name + IMPUTED, y, imp, None, groups, ref.pred, n_classes,
+                note=f"failures ({int((~np.isfinite(p)).sum())}) imputed with the training mean")
+            sc.add(name + IMPUTED, "baseline", imp)
 
 
 def _bootstrap(out, task, y, groups, sc: _Scores, ref_skill, opts, n_classes) -> None:
@@ -178,6 +186,16 @@ def _bootstrap(out, task, y, groups, sc: _Scores, ref_skill, opts, n_classes) ->
         if "f1_ci" in b:
             res["f1_ci"] = b["f1_ci"]
         res["bootstrap_rounds"] = b["rounds"]
+    out["paired"] = P.paired_bootstrap(task.kind, y, groups, ok_methods, _pairs(out, ok_methods),
+                                       opts.bootstrap, opts.seed, max(n_classes, 2))
+
+
+def _pairs(out: dict, methods: dict) -> list[tuple[str, str]]:
+    """(method, reference) pairs for paired differences: every method against every encoder
+    and against the trivial predictor."""
+    refs = [m for m in out["encoders"] if m in methods] + \
+        [m for m in ("subject-mean", "prior") if m in methods]
+    return [(m, r) for r in refs for m in methods if m != r]
 
 
 def run_task(task: Task, sd: StoreData, embedders: list, opts) -> tuple[dict, dict]:
