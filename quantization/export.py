@@ -36,7 +36,7 @@ import torch
 
 from anyppg.config import to_dict
 from anyppg.runs import atomic_dir, atomic_write_json, write_manifest
-from anyppg.stage import add_run_io, run_stage, stage_config, stage_parser
+from anyppg.stage import add_run_io, one_line, run_stage, stage_config, stage_parser
 from edge_runtime import interpreters as interp, tflite_file as tff
 from edge_runtime.contract import UNITS
 from training.checkpoint import StudentLoadError, label_norm_simple
@@ -224,17 +224,26 @@ def _audit(tmp: Path, qat_file: bytes, calib_file: bytes) -> dict:
     return audits
 
 
-def _parity(cfg: ExportConfig, tmp: Path, m: QATModel, data: Path, train: WindowStore,
-            files: dict[str, bytes], names: list[str]) -> dict:
-    """Parity of every engine on held-out windows (the training split if there are none)."""
+def held_out_store(data: Path, split: str) -> WindowStore:
+    """The store split parity is measured on. A missing, mistyped or empty split, or 'train',
+    is an error: parity measured on training windows would flatter the int8 file."""
+    if split == "train":
+        raise ValueError("parity_split=train: parity must be measured on held-out windows (val or test)")
     try:
-        held = WindowStore(data, split=cfg.parity_split)
-    except ValueError:
-        held = None
-    if held is None or len(held) == 0:
-        held, held_split = train, "train"
-    else:
-        held_split = cfg.parity_split
+        held = WindowStore(data, split=split)
+    except ValueError as e:
+        raise ValueError(f"{data}: no {split!r} split to measure parity on ({one_line(e)}); "
+                         f"set parity_split to a held-out split of the store") from None
+    if len(held) == 0:
+        raise ValueError(f"{data}: split {split!r} has no windows to measure parity on; "
+                         f"set parity_split to a held-out split of the store")
+    return held
+
+
+def _parity(cfg: ExportConfig, tmp: Path, m: QATModel, held: WindowStore,
+            files: dict[str, bytes], names: list[str]) -> dict:
+    """Parity of every engine on `parity_windows` windows of the held-out split."""
+    held_split = cfg.parity_split
     rows_sel, px = held.sample_ppg(cfg.parity_windows, cfg.seed + 1)
     ys, _ = label_matrix(held, m.student.label_norm, m.student.model)
     ys = ys[rows_sel]
@@ -257,8 +266,9 @@ def _load(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: bool):
     m: QATModel = load_qat_run(src)
     train = WindowStore(data, split="train")
     m.student.spec.check_compatible(train.spec, f"store {data}")
+    held = held_out_store(data, cfg.parity_split)     # before minutes of conversion
     _, calib = train.sample_ppg(cfg.calib_windows, cfg.seed)
-    return m, train, calib
+    return m, held, calib
 
 
 def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: bool = False,
@@ -268,7 +278,7 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
             print(f"[export] {msg}", file=sys.stderr)
 
     t_all = time.perf_counter()
-    m, train, calib = _load(cfg, src, data, out, overwrite)
+    m, held, calib = _load(cfg, src, data, out, overwrite)
     student = m.student
     sample = torch.from_numpy(calib[:1]).unsqueeze(1)
     names = list(StudentOutput._fields)
@@ -298,7 +308,7 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
         _write_sidecars(tmp, src, res, names, student, qat_file, calib_file)
         say("parity ...")
         t = time.perf_counter()
-        par = _parity(cfg, tmp, m, data, train, {"qat": qat_file, "calib": calib_file}, names)
+        par = _parity(cfg, tmp, m, held, {"qat": qat_file, "calib": calib_file}, names)
         timings["parity_s"] = time.perf_counter() - t
         # one self-describing file for a watch app: the sidecar also inside the .tflite metadata
         import json
