@@ -21,26 +21,28 @@ def markdown(r: dict[str, Any]) -> str:
              f"{r['load_average'][0]:.1f} at the end (absolute times depend on the machine and its "
              "load: read the ratios, all from this one run).", "",
              "## Latency per window, batch 1", "",
-             "| model | CPU p50 us | wall p50 us | wall p99 us | windows/s (wall) | peak RSS MB | CPU p50 vs int8 XNNPACK 1 thread | wall p50 of invoke() alone |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | CPU p50 us | wall p50 us | wall p99 us | windows/s (wall) | peak RSS MB | CPU p50 vs int8 XNNPACK 1 thread | wall p50 of invoke() alone | CPU p50 of invoke() alone |",
+             "|---|---|---|---|---|---|---|---|---|"]
     base = next((x["cpu_p50_us"] for x in r["latency"] if "cpu_p50_us" in x), None)
     for x in r["latency"]:
         if "p50_us" not in x:
-            lines.append(f"| {x['model']} | {x.get('error', '-')} | | | | | | |")
+            lines.append(f"| {x['model']} | {x.get('error', '-')} | | | | | | | |")
             continue
         lines.append(f"| {x['model']} | {_f(x['cpu_p50_us'])} | {_f(x['p50_us'])} | {_f(x['p99_us'])} | "
                      f"{_f(x['throughput_per_s'], 0)} | {_f(x['peak_rss_mb'], 0)} | "
-                     f"{_f(x['cpu_p50_us'] / base, 1)}x | {_f(x.get('p50_invoke_only_us'))} |")
+                     f"{_f(x['cpu_p50_us'] / base, 1)}x | {_f(x.get('p50_invoke_only_us'))} | "
+                     f"{_f(x.get('cpu_p50_invoke_only_us'))} |")
     lines += ["", "## Streaming runtime, 1-s chunks, preprocessing and inference included", "",
-              "| sensor rate | signal s | windows | real-time factor (CPU time) | CPU us per window | RTF wall clock | RTF without inference (CPU) |",
-              "|---|---|---|---|---|---|---|"]
+              "| sensor rate | signal s | windows | real-time factor (CPU time) | CPU us per window | RTF wall clock | RTF without inference (CPU) | CPU us per window without inference |",
+              "|---|---|---|---|---|---|---|---|"]
     for s in r["stream"]:
         if "error" in s:
-            lines.append(f"| ? | {s['error']} | | | | | |")
+            lines.append(f"| ? | {s['error']} | | | | | | |")
             continue
         lines.append(f"| {s['fs']:g} Hz | {s['seconds']:.0f} | {s['windows']} | {_f(s['real_time_factor'], 0)}x | "
                      f"{_f(s['per_window_cpu_us'], 0)} | {_f(s['real_time_factor_wall'], 0)}x | "
-                     f"{_f(s['real_time_factor_without_inference'], 0)}x |")
+                     f"{_f(s['real_time_factor_without_inference'], 0)}x | "
+                     f"{_f(s.get('per_window_cpu_us_without_inference'), 0)} |")
     if r["accuracy"]:
         cols = ["int8_runtime", "float_student", "teacher_ridge", "int8_runtime_usable", "usable_coverage"]
         lines += ["", "## Accuracy through the runtime", "",
