@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .contract import DEFAULT_DECISION, OUTPUTS
-from .interpreters import InputQuantizer, dequantize, make_interpreter, quantize_input
+from .interpreters import InputQuantizer, make_interpreter, quantize_input
 from .sidecar import (ModelFileError, check_against_file, check_inputs, load_verified,
                       model_spec, sigmoid)
 from .spec import SignalSpec
@@ -39,6 +39,8 @@ class EdgeModel:
 
     def __post_init__(self) -> None:
         self._out_index = [(n, e["index"]) for n, e in self.outputs.items()]
+        self._deq = {n: (np.float32(e["zero_point"]), np.float32(e["scale"])) if e["dtype"] == "int8"
+                     else (None, None) for n, e in self.outputs.items()}
 
     @classmethod
     def load(cls, src: str | Path, sidecar: str | Path | None = None, backend: str = "xnnpack",
@@ -98,9 +100,18 @@ class EdgeModel:
     def dequantize(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Raw tensors -> real values by name, with (1, ...) batch axis dropped."""
         out = {}
+        deq = self._deq
         for n, q in raw.items():
-            e = self.outputs[n]
-            v = dequantize(q, e["scale"], e["zero_point"]) if e["dtype"] == "int8" else q.astype(np.float32)
+            zp, sc = deq[n]
+            if zp is not None and q.shape == (1,):
+                # a scalar head: (q - zp) is a small integer, so its product with the float32
+                # scale is exact in float64 and rounds once to float32, as the float32 ops do
+                out[n] = np.array((int(q[0]) - int(zp)) * float(sc), np.float32)
+                continue
+            v = q.astype(np.float32)
+            if zp is not None:      # = interpreters.dequantize, in place on the fresh copy
+                v -= zp
+                v *= sc
             out[n] = v.reshape(v.shape[1:]) if v.ndim and v.shape[0] == 1 else v
         return out
 

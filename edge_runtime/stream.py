@@ -199,13 +199,14 @@ class PPGStream:
         if len(y):
             self.y = np.concatenate([self.y, y])
             self.miss = np.concatenate([self.miss, m])
-        out = []
+        starts = []
         while True:
             end = self.next_start + self.win          # exclusive, absolute output index
             if end > self.y_start + len(self.y) or self._input_hi(end - 1) >= self.runs.decided:
                 break
-            out.append(self._window(self.next_start))
+            starts.append(self.next_start)
             self.next_start += self.hop
+        out = self._windows(starts) if starts else []
         self._trim()
         return out
 
@@ -220,11 +221,21 @@ class PPGStream:
         hi = np.minimum(-(-pos // self.up), hi_cap) - self.runs.start
         return self.runs.mask[lo] | self.runs.mask[hi]
 
-    def _window(self, s: int) -> WindowResult:
-        a = s - self.y_start
-        z, flags = window_features(self.y[a:a + self.win][None], self.miss[a:a + self.win][None],
-                                   self._flat(s)[None], self.spec)
-        z, flags = z[0], int(flags[0])
+    def _windows(self, starts: list[int]) -> list[WindowResult]:
+        """All windows ready in this push, preprocessed as one (N, L) batch (rows are
+        independent, so a batch equals its windows one by one), then inferred one by one."""
+        a = np.asarray(starts, np.int64) - self.y_start
+        if len(a) == 1:
+            sl = slice(int(a[0]), int(a[0]) + self.win)
+            raw, miss, flat = self.y[sl][None], self.miss[sl][None], self._flat(starts[0])[None]
+        else:
+            idx = a[:, None] + np.arange(self.win)
+            raw, miss = self.y[idx], self.miss[idx]
+            flat = np.stack([self._flat(s) for s in starts])
+        z, flags = window_features(raw, miss, flat, self.spec)
+        return [self._window(s, z[k], int(flags[k])) for k, s in enumerate(starts)]
+
+    def _window(self, s: int, z: np.ndarray, flags: int) -> WindowResult:
         acc = None
         if self.accel is not None:
             acc, acc_missing = self.accel.window(s, self.win, self.spec.zscore_eps)
