@@ -96,7 +96,10 @@ def fuse(low: Lowered, enable: bool = True) -> list[Layer]:
 
 def dwpw_rows(pool_k: int) -> int:
     """anyppg_nn.h ANYPPG_DWPW_ROWS: depthwise rows per chunk."""
-    return pool_k * max(1, 16 // pool_k) if pool_k > 1 else 16
+    if pool_k <= 1:
+        return 16
+    windows = 16 // pool_k
+    return pool_k * (windows & ~1 if windows > 1 else 1)
 
 
 def scratch_bytes(l: Layer) -> int:

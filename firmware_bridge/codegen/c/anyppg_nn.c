@@ -175,13 +175,8 @@ static void im2col16(const anyppg_conv_params *p, const int8_t *in, int o, uint3
     }
 }
 
-static inline int32_t max3(int32_t a, int32_t b, int32_t c)
-{
-    a = b > a ? b : a;
-    return c > a ? c : a;
-}
-
-/* maxmode: acc0[c] = max(acc0[c], both pixels) (a fused max pool over raw accumulators) */
+/* maxmode: acc0[c] = max(acc0[c], pixel 0), then acc1[c] = max(acc1[c], pixel 1) (a fused max
+ * pool over raw accumulators; acc1 == acc0 when both pixels are in one window) */
 static void gemm2x2(const anyppg_conv_params *p, const uint32_t *col, int32_t *acc0, int32_t *acc1,
                     int maxmode)
 {
@@ -209,8 +204,10 @@ static void gemm2x2(const anyppg_conv_params *p, const uint32_t *col, int32_t *a
             s01 = __smlad(b, x0o, s01); s11 = __smlad(b, x1o, s11);
         } while (wp < end);
         if (maxmode) {
-            acc0[c] = max3(acc0[c], s00, s10);
-            acc0[c + 1] = max3(acc0[c + 1], s01, s11);
+            acc0[c] = s00 > acc0[c] ? s00 : acc0[c];
+            acc0[c + 1] = s01 > acc0[c + 1] ? s01 : acc0[c + 1];
+            acc1[c] = s10 > acc1[c] ? s10 : acc1[c];
+            acc1[c + 1] = s11 > acc1[c + 1] ? s11 : acc1[c + 1];
         } else {
             acc0[c] = s00; acc0[c + 1] = s01; acc1[c] = s10; acc1[c + 1] = s11;
         }
@@ -225,25 +222,29 @@ static void gemm2x2(const anyppg_conv_params *p, const uint32_t *col, int32_t *a
             s1 = __smlad(ae, x[2], s1); s1 = __smlad(ao, x[3], s1);
         }
         if (maxmode) {
-            acc0[c] = max3(acc0[c], s0, s1);
+            acc0[c] = s0 > acc0[c] ? s0 : acc0[c];
+            acc1[c] = s1 > acc1[c] ? s1 : acc1[c];
         } else {
             acc0[c] = s0; acc1[c] = s1;
         }
     }
 }
 
-/* Accumulators of pixels [o0, o1) into acc[(o - o0) * out_ch + c]; the two pixels' im2col
- * columns and the border window live in scratch after the accumulator rows. */
+/* Accumulators of pixels [o0, o1) into acc[(o - o0) * out_ch + c], or in maxmode their max into
+ * row (o - o0) / pool_k (one row per pool window); the two pixels' im2col columns and the border
+ * window live in scratch after the accumulator rows. */
 static void conv_accs(const anyppg_conv_params *p, const int8_t *in, int o0, int o1, int32_t *acc,
                       void *work, int maxmode)
 {
     uint32_t *col = (uint32_t *)work;
     int8_t *tmp = (int8_t *)(col + p->kc4);
     for (int o = o0; o < o1; o += 2) {
-        int32_t *row = maxmode ? acc : acc + (o - o0) * p->out_ch;
+        const int ob = o + 1 < o1 ? o + 1 : o;   /* odd tail: a copy */
+        int32_t *row = acc + (maxmode ? (o - o0) / p->pool_k : o - o0) * p->out_ch;
+        int32_t *row_b = maxmode ? acc + (ob - o0) / p->pool_k * p->out_ch : row + (ob - o) * p->out_ch;
         im2col16(p, in, o, col, tmp, 4);
-        im2col16(p, in, o + 1 < o1 ? o + 1 : o, col + 2, tmp, 4);   /* odd tail: a copy */
-        gemm2x2(p, col, row, o + 1 < o1 ? row + p->out_ch : row, maxmode);
+        im2col16(p, in, ob, col + 2, tmp, 4);
+        gemm2x2(p, col, row, row_b, maxmode);
     }
 }
 
@@ -267,6 +268,7 @@ static void conv_narrow(const anyppg_conv_params *p, const int8_t *in, int8_t *o
     const int pk = pooled ? p->pool_k : 1, nq = pooled ? p->pool_out_len : p->out_len;
     const int ch = p->out_ch, lo = p->act_min, hi = p->act_max;
     const int lo2 = pooled ? p->pool_act_min : -128, hi2 = pooled ? p->pool_act_max : 127;
+    const int plain = p->full_range && lo2 == -128 && hi2 == 127;
     int32_t *best = (int32_t *)work;                         /* ANYPPG_NARROW_Q accumulators */
     uint32_t *cols = (uint32_t *)(best + ANYPPG_NARROW_Q);   /* 4 words per pixel */
     int8_t *tmp = (int8_t *)(cols + 4 * ANYPPG_NARROW_Q * 4);
@@ -300,14 +302,15 @@ static void conv_narrow(const anyppg_conv_params *p, const int8_t *in, int8_t *o
                     best[q - q0] = m;
                 }
             }
-            /* pass 2: requantise */
-            const int32_t *qc = p->rq + 2 * c;
+            /* pass 2: requantise; the multiplier in locals (int8 stores may alias p->rq) */
+            const int32_t qc[2] = {p->rq[2 * c], p->rq[2 * c + 1]};
             const int e = p->rq_e[c];
-            const int full = p->full_range;
             int8_t *dst = out + q0 * ch + c;
-            for (int q = 0; q < q1 - q0; ++q, dst += ch) {
-                const int v = sat8(rq_fast(best[q], qc, e), full, lo, hi);
-                *dst = (int8_t)(lo2 == -128 && hi2 == 127 ? v : clamp8(v, lo2, hi2));
+            if (plain) {        /* int8 saturation is the whole clamp (ReLU at zp -128, no pool clamp) */
+                for (int q = 0; q < q1 - q0; ++q, dst += ch) *dst = (int8_t)__ssat(rq_fast(best[q], qc, e), 8);
+            } else {
+                for (int q = 0; q < q1 - q0; ++q, dst += ch)
+                    *dst = clamp8(sat8(rq_fast(best[q], qc, e), p->full_range, lo, hi), lo2, hi2);
             }
         }
     }
@@ -467,7 +470,10 @@ static void requant_row(const anyppg_conv_params *p, const int32_t *acc, int8_t 
     if (p->rq_fast) {
         const int32_t *q = p->rq;
         const uint8_t *e = p->rq_e;
-        for (int c = 0; c < n; ++c, q += 2) out[c] = sat8(rq_fast(acc[c], q, e[c]), full, lo, hi);
+        if (full)       /* saturation alone: the common ReLU-at-zp--128 and linear layers */
+            for (int c = 0; c < n; ++c, q += 2) out[c] = sat8(rq_fast(acc[c], q, e[c]), 1, lo, hi);
+        else
+            for (int c = 0; c < n; ++c, q += 2) out[c] = sat8(rq_fast(acc[c], q, e[c]), 0, lo, hi);
     } else {
         const int32_t *m = p->mult, zp = p->out_zp;
         const int8_t *sh = p->shift;
@@ -525,17 +531,22 @@ static void conv_driver(const anyppg_conv_params *p, const int8_t *in, int8_t *o
 #else
     const int in_regs = 0;
 #endif
-    for (int q = 0; q < p->pool_out_len; ++q) {
-        int s = q * p->pool_stride - p->pool_pad, e = s + p->pool_k;
+    for (int q = 0; q < p->pool_out_len;) {
+        /* windows tiling the input go two per pass, so no pixel pair straddles the end of one */
+        const int nq = in_regs && p->pool_stride == p->pool_k && p->pool_pad == 0 && q + 1 < p->pool_out_len ? 2 : 1;
+        int s = q * p->pool_stride - p->pool_pad, e = s + (nq - 1) * p->pool_stride + p->pool_k;
         s = s < 0 ? 0 : s;
         e = e > p->out_len ? p->out_len : e;
         int8_t *row = out + q * p->out_ch;
+        q += nq;
         if (in_regs) {
-            for (int c = 0; c < p->out_ch; ++c) acc[c] = INT32_MIN;
+            for (int c = 0; c < nq * p->out_ch; ++c) acc[c] = INT32_MIN;
             accs(p, in, s, e, acc, work, 1);
-            requant_row(p, acc, row);
-            if (p->pool_act_min > -128 || p->pool_act_max < 127)
-                for (int c = 0; c < p->out_ch; ++c) row[c] = clamp8(row[c], p->pool_act_min, p->pool_act_max);
+            for (int r = 0; r < nq; ++r, row += p->out_ch) {
+                requant_row(p, acc + r * p->out_ch, row);
+                if (p->pool_act_min > -128 || p->pool_act_max < 127)
+                    for (int c = 0; c < p->out_ch; ++c) row[c] = clamp8(row[c], p->pool_act_min, p->pool_act_max);
+            }
         } else {
             accs(p, in, s, e, acc, work, 0);
             pool_rows(p, acc, e - s, row);

@@ -76,7 +76,8 @@ void anyppg_dwconv(const anyppg_conv_params *p, const int8_t *in, int8_t *out, v
 /* DEPTHWISE_CONV_2D feeding a 1x1 CONV_2D (and its fused pool): the depthwise output is made
  * ANYPPG_DWPW_ROWS(pw) rows at a time into scratch and consumed there, so it never exists whole.
  * scratch: ANYPPG_DWPW_SCRATCH(dw_ch, pw scratch bytes) */
-#define ANYPPG_DWPW_WINDOWS(pool_k) ((pool_k) > 1 ? ((16 / (pool_k)) > 0 ? 16 / (pool_k) : 1) : 16)
+/* an even number of pool windows where 2 fit in 16 rows: the fused max pool takes them in pairs */
+#define ANYPPG_DWPW_WINDOWS(pool_k) ((pool_k) > 1 ? ((16 / (pool_k)) > 1 ? (16 / (pool_k)) & ~1 : 1) : 16)
 #define ANYPPG_DWPW_ROWS(pool_k) ((pool_k) > 1 ? (pool_k) * ANYPPG_DWPW_WINDOWS(pool_k) : 16)
 #define ANYPPG_DWPW_SCRATCH(dw_ch, pool_k, pw_scratch) \
     ((ANYPPG_DWPW_ROWS(pool_k) * (dw_ch) + 3) / 4 * 4 + (pw_scratch))
