@@ -12,12 +12,12 @@ from training.data.store import WindowStore
 
 
 def label_table(store: WindowStore) -> list[str]:
-    lines = [f"{'label':<14}{'n':>8}{'mean':>10}{'std':>10}{'min':>10}{'max':>10}"]
+    lines = [f"{'label':<14}{'n':>8}{'mean':>10}{'std':>10}{'min':>10}{'median':>10}{'max':>10}"]
     for name in store.label_names:
         v = store.column(name)
         v = v[np.isfinite(v)]
         if len(v):
-            lines.append(f"{name:<14}{len(v):>8}{v.mean():>10.2f}{v.std():>10.2f}{v.min():>10.2f}{v.max():>10.2f}")
+            lines.append(f"{name:<14}{len(v):>8}{v.mean():>10.2f}{v.std():>10.2f}{v.min():>10.2f}{np.median(v):>10.2f}{v.max():>10.2f}")
         else:
             lines.append(f"{name:<14}{0:>8}")
     return lines

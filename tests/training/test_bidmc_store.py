@@ -32,6 +32,17 @@ def test_all_53_subjects_about_2500_windows_with_rejections_reported(bidmc_store
 
 
 @pytest.mark.data
+def test_counts_the_readme_states(bidmc_store):
+    """The figures README.md quotes for this command (Data section)."""
+    idx = json.loads((bidmc_store / "index.json").read_text())
+    assert idx["n_windows"] == 2516
+    assert idx["splits"] == {"train": 1721, "val": 366, "test": 429}
+    assert idx["rejected"] == {"windows_rejected": 28, "clipping": 27, "flat": 1}
+    rr = WindowStore(bidmc_store).column("rr")
+    assert round(float(np.nanmedian(rr)), 1) == 18.0 and round(float(np.nanmean(rr)), 1) == 17.6
+
+
+@pytest.mark.data
 def test_labels_agree_with_the_signal(bidmc_store):
     s = WindowStore(bidmc_store)
     x, pulse, rr, spo2 = s.column("ppg"), s.column("pulse"), s.column("rr"), s.column("spo2")
