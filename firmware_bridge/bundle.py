@@ -5,8 +5,8 @@
 DIR/
     README.md                    how to build it in, flash and RAM, the streaming API
     src/anyppg_dsp.{c,h}         the preprocessing (float32, fixed memory, no malloc)
-    src/anyppg_dsp_tables.c      resampler taps and band-pass coefficients for --sensor-fs
-    src/anyppg_model_settings.h  rates, window, hop, thresholds, input/output quantisation
+    src/anyppg_dsp_tables.c      the resampler's polyphase taps for --sensor-fs
+    src/anyppg_model_settings.h  rates, window, hop, band-pass constants, thresholds, quantisation
     src/anyppg_model_data.{c,h}  the .tflite as an aligned const array (for TFLite Micro)
     src/anyppg_model.{c,h} ...   the generated int8 inference (firmware_bridge.codegen)
     examples/anyppg_example.c    a complete loop: samples -> windows -> model -> numbers

@@ -3,7 +3,8 @@ sensor rate chosen at build time: the one source of the C preprocessing's number
 
 Every constant comes from the Python definition it mirrors: the resampler's polyphase taps
 from edge_runtime.resample, the band-pass sections and their steady state from
-edge_runtime.preprocess.ppg_sos / scipy.signal.sosfilt_zi, the padding from scipy's
+edge_runtime.preprocess.ppg_sos (in integer / Q32 form, with each section's DC gain for the
+steady state scipy.signal.sosfilt_zi gives), the padding from scipy's
 sosfiltfilt rule, the thresholds from the sidecar's SignalSpec, the input quantisation and the
 outputs from the sidecar by name, the flag bits from edge_runtime.spec.
 """

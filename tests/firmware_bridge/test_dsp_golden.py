@@ -106,6 +106,28 @@ def test_synthetic_with_gaps_and_flat_runs(runners, tmp_path):
     assert flags.tolist() == [0, 1, 1, 2, 8, 0]
 
 
+@pytest.mark.parametrize("hop_s,order", [(4.0, 3), (12.5, 3), (10.0, 5)])
+def test_other_specs(hop_s, order, tmp_path):
+    """Overlapping windows (hop < window: copied out of the ring to be filtered), windows with
+    gaps between them (a ring of two hops, filtered in place), a 5th-order band-pass; a NaN
+    gap that two overlapping windows share."""
+    sc = sidecar()
+    sc["spec"]["hop_s"] = hop_s
+    sc["spec"]["ppg_filter_order"] = order
+    d = dsp_check.generate_sources(sc, 64.0, tmp_path / "gen")
+    assert ("ANYPPG_DSP_IN_PLACE 0" in (d / "anyppg_model_settings.h").read_text()) == (hop_s < 10)
+    exe = dsp_check.build_host(d, "anyppg_dsp_run.c", sanitize=True)
+    x = synthetic(64.0, 60.0)
+    x[420:430] = np.nan                      # 6.6 s: in the windows from 0 s and from 4 s
+    golden.write_golden(tmp_path / "g", x, 64.0, sc, None, "test")
+    gold = golden.load_golden(tmp_path / "g")
+    c = dsp_check.compare(dsp_check.run_golden(exe, tmp_path / "g", 1250), gold)
+    assert c["same_windows"] and c["windows"] >= 4, c
+    assert c["max_abs_z"] <= 1e-4 and c["int8_equal"] >= 0.999 and c["int8_max_step"] <= 1, c
+    assert c["flags_equal"] == 1.0, c
+    assert int(gold["flags_data"][0]) & 1 and (hop_s >= 10 or int(gold["flags_data"][1]) & 1)
+
+
 def test_short_record_is_tiled_and_flagged(runners, tmp_path):
     x = synthetic(1000.0, 2.1)
     check_records([x], 1000.0, runners, tmp_path, pad_short=True)

@@ -18,9 +18,16 @@ pytestmark = pytest.mark.skipif(dsp_check.missing_host_compiler() is not None,
                                 reason=str(dsp_check.missing_host_compiler()))
 
 
-@pytest.mark.parametrize("fs", [125.0, 64.0, 25.0])
-def test_hostile_inputs(fs, tmp_path):
-    d = dsp_check.generate_sources(sidecar(), fs, tmp_path)
+def hop_sidecar(hop_s: float) -> dict:
+    sc = sidecar()
+    sc["spec"]["hop_s"] = hop_s
+    return sc
+
+
+@pytest.mark.parametrize("fs,hop_s", [(125.0, 10.0), (64.0, 10.0), (25.0, 10.0), (64.0, 4.0)])
+def test_hostile_inputs(fs, hop_s, tmp_path):
+    """hop 4 s: overlapping windows, filtered out of the ring."""
+    d = dsp_check.generate_sources(hop_sidecar(hop_s), fs, tmp_path)
     exe = dsp_check.build_host(d, "anyppg_dsp_hostile.c", sanitize=True)
     res = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
@@ -29,9 +36,10 @@ def test_hostile_inputs(fs, tmp_path):
 
 @pytest.mark.slow
 def test_fuzz_loop(tmp_path):
-    """2000 random programs (raw bytes, pulse-like floats, sparse NaN/1e38) per rate class."""
-    for fs in (125.0, 64.0):
-        d = dsp_check.generate_sources(sidecar(), fs, tmp_path / f"f{fs:g}")
+    """2000 random programs (raw bytes, pulse-like floats, sparse NaN/1e38) per rate class, and
+    for overlapping windows."""
+    for fs, hop_s in ((125.0, 10.0), (64.0, 10.0), (64.0, 4.0)):
+        d = dsp_check.generate_sources(hop_sidecar(hop_s), fs, tmp_path / f"f{fs:g}_{hop_s:g}")
         exe = dsp_check.build_host(d, "anyppg_dsp_fuzz.c", sanitize=True,
                                    defines={"ANYPPG_FUZZ_LOOP": 2000})
         res = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
