@@ -3,8 +3,9 @@
     export_onnx(model, "model.onnx", input_len=1250)      # -> list of output names
 
 Why plain float and not brevitas' QCDQ export: onnx2tf drops QuantizeLinear/DequantizeLinear
-pairs and the float graph it builds from a QCDQ model is wrong (embedding cosine 0.95 against
-onnxruntime, measured on this toolchain; see DESIGN.md). What works: the BN-folded float graph
+pairs and the float graph it builds from a QCDQ model does not compute what onnxruntime computes
+on the same graph (reported in ../shared/DESIGN.md; no test here reproduces a figure, so none is
+quoted). What works: the BN-folded float graph
 whose weights and biases already are brevitas' dequantised integers (w_int * w_scale,
 b_int * in_scale * w_scale), exported with the TorchScript exporter (dynamo=False) at opset 13.
 TFLite's converter then recovers exactly those integer weights (per-channel scale = max|w|/127),

@@ -21,8 +21,8 @@ FIELDS = ["embedding", "hr", "rr", "af_logit", "quality_logit", "sbp", "dbp"]
 
 def test_onnx_is_plain_float_not_qcdq(tmp_path, qat_run):
     """We do NOT take brevitas' QCDQ route: onnx2tf drops QuantizeLinear/DequantizeLinear pairs
-    and the float graph it rebuilds from a QCDQ model is wrong (embedding cosine 0.95 against
-    onnxruntime on this toolchain). The exported graph is the BN-folded float student whose
+    and the float graph it rebuilds from a QCDQ model does not compute what onnxruntime does (see
+    ../shared/DESIGN.md). The exported graph is the BN-folded float student whose
     weights are the dequantised QAT integers; the integers come back out of TFLite's converter
     and the QAT activation ranges are written into the .tflite afterwards (qat_ranges)."""
     m = qat_model.load_qat_run(qat_run)
