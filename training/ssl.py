@@ -18,7 +18,6 @@ metrics.jsonl and manifest.json (trained_on_subjects: the store's training patie
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -31,10 +30,12 @@ import torch
 import torch.nn as nn
 
 from anyppg.config import ConfigError, load_config, to_dict
+from anyppg.stage import add_run_io, run_stage, stage_parser
 from anyppg.runs import atomic_path, write_manifest
 from training.clip_model import PPGECGClip, ProjectionHead
 from training.data.augment import augment
 from training.data.corpus import CorpusConfig, PairedCorpus
+from training import loop
 from training.loop import lr_at, make_optimizer
 from training.losses import ClipLoss
 from training.models import build_model
@@ -45,7 +46,7 @@ OBJECTIVES = ("clip", "simclr", "supervised")
 
 
 @dataclass
-class ArmConfig:
+class ArmConfig(loop.LoopConfig):
     objective: str = "clip"
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     ppg_model: str = "net1d-small"
@@ -55,16 +56,12 @@ class ArmConfig:
     ppg_dropout: float = 0.2
     init_temperature: float = 0.07      # clip: learnable
     simclr_temperature: float = 0.1     # simclr: fixed, as SimCLR
-    batch_size: int = 64
     windows_per_subject: int = 16
+    # LoopConfig's other defaults hold; these differ for short CPU arms.
     max_steps: int = 200
     lr: float = 1e-3
-    weight_decay: float = 1e-2
     warmup_steps: int = 50
-    grad_clip: float = 1.0
-    seed: int = 0
     threads: int = 1
-    log_every: int = 10
     ckpt_every: int = 50
     max_minutes: float = 0.0            # > 0: checkpoint and stop after this much wall time
     eval_split: str = "test"            # retrieval of clip arms on these held-out patients
@@ -229,26 +226,15 @@ def finish(cfg: ArmConfig, model, corpus: PairedCorpus, data, out: Path, step: i
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.ssl", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default="arms-small", help="configs/pretrain/<name>.yaml or a path")
+    p = stage_parser("python -m training.ssl", __doc__, config_stage="pretrain", default_config="arms-small")
     p.add_argument("--objective", choices=OBJECTIVES, help="shortcut for --set objective=...")
     p.add_argument("--data", default=None, help="paired window store (not needed at synthetic_fraction=1)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    add_run_io(p, out="this arm's run folder", resume=True)
     args = p.parse_args(argv)
     sets = args.set + ([f"objective={args.objective}"] if args.objective else [])
-    try:
-        cfg = load_config(ArmConfig(), "pretrain", args.config, sets)
-        metrics = train_arm(cfg, Path(args.data) if args.data else None, Path(args.out), args.resume, args.quiet)
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
-        print(f"training.ssl: error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 1
-    if not args.quiet:
-        print(json.dumps(metrics, indent=2, default=float))
-    return 0
-
+    return run_stage("training.ssl", lambda: train_arm(
+        load_config(ArmConfig(), "pretrain", args.config, sets), Path(args.data) if args.data else None,
+        Path(args.out), args.resume, args.quiet), quiet=args.quiet)
 
 if __name__ == "__main__":
     sys.exit(main())
