@@ -152,19 +152,36 @@ def test_two_process_ddp_on_cpu(store, tmp_path):
     assert m["world_size"] == 2 and m["metrics"]["steps"] == 4
 
 
+def _first_loss(run):
+    return json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["loss"]
+
+
 def test_frozen_ecg_from_checkpoint_uses_feature_cache(store, tmp_path):
+    import shutil
+
+    import numpy as np
+    store_copy = tmp_path / "store"          # its own cache folder: the cache is altered below
+    shutil.copytree(store, store_copy, ignore=shutil.ignore_patterns("ecg_features"))
     ecg = build_model("net1d-ecg-tiny")
     torch.save({"state_dict": {f"module.{k}": v for k, v in ecg.model.state_dict().items()}},
                tmp_path / "ecg.pth")
+    args = lambda out: ["--data", str(store_copy), "--out", str(out), "--quiet"] + _sets(
+        f"ecg_checkpoint={tmp_path / 'ecg.pth'}", "max_steps=1")
     run = tmp_path / "frozen"
-    rc = pretrain.main(["--data", str(store), "--out", str(run), "--quiet"]
-                       + _sets(f"ecg_checkpoint={tmp_path / 'ecg.pth'}"))
-    assert rc == 0
-    caches = list((store / "ecg_features").glob("*.npy"))
+    assert pretrain.main(args(run)) == 0
+    caches = list((store_copy / "ecg_features").glob("*.npy"))
     assert len(caches) == 1
     ck = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
     assert not any(k.startswith("ecg_encoder.") for k in ck["model"])     # frozen: not re-saved
     assert ck["model_config"]["ecg_frozen"] is True
+    # training reads the cache, not the tower: the same cache gives the same first loss, and a
+    # cache with altered values (same shape, note intact) gives another one
+    assert pretrain.main(args(tmp_path / "again")) == 0
+    assert _first_loss(tmp_path / "again") == _first_loss(run)
+    arr = np.load(caches[0])
+    np.save(caches[0], np.ascontiguousarray(arr[::-1]))
+    assert pretrain.main(args(tmp_path / "altered")) == 0
+    assert _first_loss(tmp_path / "altered") != _first_loss(run)
 
 
 def test_store_without_ecg_is_a_clear_error(tmp_path, capsys):
