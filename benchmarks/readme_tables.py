@@ -217,8 +217,24 @@ def quant_tables(runs: Path) -> list[str]:
     if par is None or man is None:
         return _missing(exp, f"anyppg export --from {runs}/qat --data STORE --out {exp}")
     s = par["summary"]
-    lines = ["```", json.dumps({"split": par.get("split"), "n_windows": par.get("n_windows"), **s},
-                               indent=1, default=float)[:4000], "```", ""]
+    f5 = lambda k: "" if s.get(k) is None else f"{s[k]:.5f}"
+    f3 = lambda k: "" if s.get(k) is None else f"{s[k]:+.3f}"
+    lines = [f"Parity on {par.get('n_windows')} windows of the `{par.get('split')}` split:", "",
+             "| measure | QAT file | plain-calibration file |", "|---|---|---|",
+             f"| int8 vs float embedding cosine (target >= 0.999) | {f5('qat_file_vs_float_embedding_cosine')} "
+             f"| {f5('calib_file_vs_float_embedding_cosine')} |",
+             f"| int8 vs fake-quant embedding cosine | {f5('qat_file_vs_fakequant_embedding_cosine')} | |",
+             f"| HR MAE increase against the labels, bpm (target <= 0.5) | {f3('qat_file_hr_mae_increase_bpm')} "
+             f"| {f3('calib_file_hr_mae_increase_bpm')} |",
+             f"| LiteRT reference vs TFLite Micro, embedding bit-exact | "
+             f"{(s.get('ref_vs_tflm_embedding_bit_exact') or {}).get('qat')} "
+             f"| {(s.get('ref_vs_tflm_embedding_bit_exact') or {}).get('calib')} |",
+             f"| LiteRT reference vs TFLite Micro, every output bit-exact | "
+             f"{(s.get('ref_vs_tflm_bit_exact') or {}).get('qat')} | {(s.get('ref_vs_tflm_bit_exact') or {}).get('calib')} |",
+             ""]
+    ops = man["metrics"].get("ops") or {}
+    if ops:
+        lines.append("Ops: " + ", ".join(f"{k} {v}" for k, v in ops.items()) + ".")
     b = tflite_bytes(exp / "model_int8.tflite")
     const = ", ".join(f"{k} {v:,}" for k, v in sorted(b["constants_by_type"].items()))
     lines.append(f"`model_int8.tflite`: {b['total']:,} bytes = constants ({const}) + quantisation "
