@@ -38,11 +38,12 @@ from anyppg.config import to_dict
 from anyppg.runs import atomic_dir, atomic_write_json, write_manifest
 from anyppg.stage import add_run_io, one_line, run_stage, stage_config, stage_parser
 from edge_runtime import interpreters as interp, tflite_file as tff
-from edge_runtime.contract import UNITS
+from edge_runtime.contract import (DEFAULT_DECISION, HR_CONFIDENT_WITHIN_BPM, OUTPUTS,
+                                    SIDECAR_SCHEMA_VERSION, UNITS)
 from training.checkpoint import StudentLoadError, label_norm_simple
 from training.data.store import WindowStore
 from training.heads import label_matrix
-from training.models.student import HEAD_FIELDS, HEAD_NAMES, REGRESSION_HEADS, StudentOutput
+from training.models.student import HEAD_FIELDS, HEAD_NAMES, REGRESSION_HEADS
 
 from . import op_audit, parity, qat_ranges, tflite_edit as tedit
 from .onnx_export import INPUT_NAME, export_onnx, run_onnx
@@ -63,6 +64,12 @@ class ExportConfig:
     keep_raw: bool = False          # also keep onnx2tf's own file (onnx2tf_full_integer_quant.tflite)
     timeout_s: float = 600.0
     seed: int = 0
+    # decision.hr_confidence_min: the lowest threshold at which the kept windows of the
+    # decision split (QAT fake-quant outputs) have HR MAE <= hr_mae_target_bpm, keeping at
+    # least decision_min_coverage of them; else the contract's default (recorded as not met)
+    decision_split: str = "val"
+    hr_mae_target_bpm: float = HR_CONFIDENT_WITHIN_BPM / 2
+    decision_min_coverage: float = 0.5
 
 
 def _onnx2tf_version() -> str | None:
@@ -137,7 +144,10 @@ def finalize_io(tfl: bytes, binding: dict[str, int], names: list[str], input_nam
     return tedit.save_model(model)
 
 
-def sidecar(tfl: bytes, file_name: str, names: list[str], student, cfg_extra: dict) -> dict:
+def sidecar(tfl: bytes, file_name: str, names: list[str], student, cfg_extra: dict,
+            decision: dict | None = None) -> dict:
+    """The schema-2 sidecar (edge_runtime.contract): inputs and outputs by name, with unit and
+    kind, and the decision thresholds a device withholds numbers with."""
     model = tff.load_model(tfl)
     io = tff.io_binding(model)
     inp = io["inputs"][0]
@@ -146,22 +156,24 @@ def sidecar(tfl: bytes, file_name: str, names: list[str], student, cfg_extra: di
         outs.append({"name": names[pos], "position": pos, "index": e["index"],
                      "signature_name": e["signature_name"], "shape": e["shape"], "dtype": e["dtype"],
                      "scale": e["scale"], "zero_point": e["zero_point"],
-                     "unit": UNITS.get(names[pos], ""),
+                     "unit": UNITS.get(names[pos], ""), "kind": OUTPUTS[names[pos]].kind,
                      "dequantize": "real = scale * (q - zero_point)"})
     return {
-        "schema_version": 1,
+        "schema_version": SIDECAR_SCHEMA_VERSION,
         "file": file_name,
         "sha256": _sha(tfl),
         "bytes": len(tfl),
         "student": student.name,
         "model_config": student.config,
         "spec": student.spec.to_dict(),
-        "input": {"name": inp["tensor_name"], "index": inp["index"], "position": 0, "shape": inp["shape"],
-                  "layout": "NWC (batch, samples, channels)", "dtype": inp["dtype"],
-                  "scale": inp["scale"], "zero_point": inp["zero_point"],
-                  "quantize": "q = clamp(round_half_away(x / scale) + zero_point, -128, 127) on the "
-                              "preprocessed (band-passed, z-scored) window of edge_runtime"},
+        "inputs": [{"name": inp["tensor_name"], "index": inp["index"], "position": 0,
+                    "shape": inp["shape"], "layout": "NWC", "dtype": inp["dtype"],
+                    "scale": inp["scale"], "zero_point": inp["zero_point"],
+                    "unit": UNITS.get(inp["tensor_name"], ""), "kind": "signal",
+                    "quantize": "q = clamp(round_half_away(x / scale) + zero_point, -128, 127) on "
+                                "the preprocessed (band-passed, z-scored) window of edge_runtime"}],
         "outputs": outs,
+        "decision": dict(decision or DEFAULT_DECISION),
         "label_norm": label_norm_simple(student.label_norm),
         "denormalised_in_graph": True,
         "denormalisation_note": "regression heads already output label units (label_norm is folded "
@@ -247,7 +259,8 @@ def _parity(cfg: ExportConfig, tmp: Path, m: QATModel, held: WindowStore,
     rows_sel, px = held.sample_ppg(cfg.parity_windows, cfg.seed + 1)
     ys, _ = label_matrix(held, m.student.label_norm, m.student.model)
     ys = ys[rows_sel]
-    labels = {HEAD_FIELDS[h]: ys[:, i] for i, h in enumerate(HEAD_NAMES) if h in REGRESSION_HEADS}
+    labels = {HEAD_FIELDS[h]: ys[:, i] for i, h in enumerate(HEAD_NAMES)
+              if h in REGRESSION_HEADS and HEAD_FIELDS[h] in names}
     io_q = tff.io_binding(tff.load_model(files["qat"]))
     pos_binding = {n: io_q["outputs"][k]["index"] for k, n in enumerate(names)}
     par = parity.run_parity(m.student.model, m.qg, tmp / "model.onnx", files,
@@ -256,6 +269,47 @@ def _parity(cfg: ExportConfig, tmp: Path, m: QATModel, held: WindowStore,
     par["summary"] = parity.summary(par)
     parity.write_reports(par, tmp)
     return par
+
+
+@torch.no_grad()
+def choose_decision(cfg: ExportConfig, m: QATModel, data: Path) -> tuple[dict, dict]:
+    """(sidecar "decision", report): hr_confidence_min chosen on the decision split's windows
+    from the QAT fake-quant model's own hr and hr_confidence (see ExportConfig)."""
+    decision = dict(DEFAULT_DECISION)
+    report: dict[str, Any] = {"split": cfg.decision_split, "hr_mae_target_bpm": cfg.hr_mae_target_bpm,
+                              "min_coverage": cfg.decision_min_coverage}
+    try:
+        st = WindowStore(data, split=cfg.decision_split)
+    except Exception as e:  # noqa: BLE001 — no such split: the contract's defaults, said so
+        return decision, {**report, "status": f"default: {one_line(e)}"}
+    hr_col = st.column("hr") if "hr" in st.label_names else np.zeros(0)
+    if "hr_confidence" not in m.student.model.output_fields or not np.isfinite(hr_col).any():
+        return decision, {**report, "status": "default: no hr_confidence output or no hr labels"}
+    rows = np.flatnonzero(np.isfinite(hr_col))
+    rows = np.random.default_rng(cfg.seed).permutation(rows)[: cfg.parity_windows * 4]
+    m.qg.eval()
+    hr, conf = [], []
+    for i in range(0, len(rows), 256):
+        x = torch.from_numpy(np.stack([st.ppg(int(r)) for r in rows[i:i + 256]])).unsqueeze(1)
+        o = m.qg(x)
+        hr.append(o.hr.numpy())
+        conf.append(o.hr_confidence.numpy())
+    err = np.abs(np.concatenate(hr) - hr_col[rows])
+    conf = np.concatenate(conf)
+    curve = []
+    for t in np.round(np.arange(0.0, 0.96, 0.05), 2):
+        keep = conf >= t
+        cov = float(keep.mean())
+        curve.append({"threshold": float(t), "coverage": cov,
+                      "hr_mae": float(err[keep].mean()) if keep.any() else None})
+    ok = [c for c in curve if c["hr_mae"] is not None and c["hr_mae"] <= cfg.hr_mae_target_bpm
+          and c["coverage"] >= cfg.decision_min_coverage]
+    if ok:
+        decision["hr_confidence_min"] = ok[0]["threshold"]
+    report.update({"status": "met" if ok else "default: target not met at any threshold",
+                   "n_windows": int(len(rows)), "hr_mae_all": float(err.mean()),
+                   "hr_confidence_min": decision["hr_confidence_min"], "curve": curve})
+    return decision, report
 
 
 def _load(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: bool):
@@ -281,7 +335,7 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
     m, held, calib = _load(cfg, src, data, out, overwrite)
     student = m.student
     sample = torch.from_numpy(calib[:1]).unsqueeze(1)
-    names = list(StudentOutput._fields)
+    names = list(student.model.output_fields)
     spec = quant_spec(m.qg, sample)
     dep = deployable_float(m.folded, m.qg, sample)
     timings: dict[str, float] = {}
@@ -305,7 +359,8 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
         (tmp / "model_int8.tflite").write_bytes(qat_file)
         audits = _audit(tmp, qat_file, calib_file)
         atomic_write_json(tmp / "qat_ranges.json", rng_report)
-        _write_sidecars(tmp, src, res, names, student, qat_file, calib_file)
+        decision, decision_report = choose_decision(cfg, m, data)
+        _write_sidecars(tmp, src, res, names, student, qat_file, calib_file, decision)
         say("parity ...")
         t = time.perf_counter()
         par = _parity(cfg, tmp, m, held, {"qat": qat_file, "calib": calib_file}, names)
@@ -325,7 +380,7 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
                    "edgetpu": audits["model_int8.tflite"]["edgetpu"],
                    "depthwise_rewrite": dw_info, "gather_index_fixes": n_gather,
                    "output_binding": {"binding": binding, **bind_info},
-                   "determinism": determinism,
+                   "determinism": determinism, "decision": decision_report,
                    "weights_changed_vs_calibration": rng_report["weights_changed_vs_calibration"],
                    "weight_mismatch_layers": rng_report["weight_mismatch_layers"],
                    "bias_saturated": rng_report["bias_saturated"]}
@@ -339,17 +394,18 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
 
 
 def _write_sidecars(tmp: Path, src: Path, res, names: list[str], student, qat_file: bytes,
-                    calib_file: bytes) -> None:
+                    calib_file: bytes, decision: dict) -> None:
     extra = {"source_qat_run": str(Path(src).resolve()),
              "converter": {"onnx2tf_command": ["onnx2tf"] + list(res.args),
                            "onnx2tf_version": _onnx2tf_version()}}
     atomic_write_json(tmp / "model_int8.json",
                       sidecar(qat_file, "model_int8.tflite", names, student,
                               {**extra, "quantisation": "QAT-faithful: activation ranges, weights and "
-                               "biases from brevitas QAT"}))
+                               "biases from brevitas QAT"}, decision))
     atomic_write_json(tmp / "model_int8_calib.json",
                       sidecar(calib_file, "model_int8_calib.tflite", names, student,
-                              {**extra, "quantisation": "plain: TFLite calibration on store windows"}))
+                              {**extra, "quantisation": "plain: TFLite calibration on store windows"},
+                              decision))
 
 
 def _embed_sidecars(tmp: Path) -> tuple[bytes, bytes]:

@@ -39,7 +39,7 @@ from training.data.store import WindowStore
 from training.heads import head_norm, label_matrix
 from training.loop import lr_at
 from training.losses import distill_losses, head_losses
-from training.models.student import HEAD_NAMES, REGRESSION_HEADS
+from training.models.student import HEAD_FIELDS, HEAD_NAMES, REGRESSION_HEADS
 
 from . import qmodel as qm
 from .qat_model import QATModel, load_distilled, prepare
@@ -78,9 +78,13 @@ class QATConfig:
 
 
 def outputs_z(out, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Standardised head outputs (B, H), HEAD_NAMES order, of a student's output tuple."""
-    heads = torch.stack([out[i + 1] for i in range(len(HEAD_NAMES))], 1)
-    return (heads - mean) / std
+    """Standardised head outputs (B, H), HEAD_NAMES order, of a student's output tuple, read by
+    name (0 for a head the student does not output)."""
+    zero = torch.zeros_like(out.hr)
+    heads = torch.stack([(getattr(out, HEAD_FIELDS[h]) - mean[i]) / std[i]
+                         if hasattr(out, HEAD_FIELDS[h]) else zero
+                         for i, h in enumerate(HEAD_NAMES)], 1)
+    return heads
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -91,23 +95,32 @@ def compare(float_model, qg, x: np.ndarray, labels: np.ndarray | None = None,
     labels (label units)."""
     qg.eval()
     fo, qo = [], []
+    fields = None
     for i in range(0, len(x), batch):
         xb = torch.from_numpy(x[i:i + batch]).unsqueeze(1)
-        fo.append([t.numpy() for t in float_model(xb)])
-        qo.append([t.numpy() for t in qg(xb)])
-    f = [np.concatenate([o[k] for o in fo]) for k in range(len(fo[0]))]
-    q = [np.concatenate([o[k] for o in qo]) for k in range(len(qo[0]))]
-    cos = np.sum(f[0] * q[0], 1) / (np.linalg.norm(f[0], axis=1) * np.linalg.norm(q[0], axis=1) + 1e-12)
+        fout = float_model(xb)
+        fields = fields or list(fout._fields)
+        fo.append({k: t.numpy() for k, t in fout._asdict().items()})
+        qo.append({k: t.numpy() for k, t in qg(xb)._asdict().items()})
+    f = {k: np.concatenate([o[k] for o in fo]) for k in fields}
+    q = {k: np.concatenate([o[k] for o in qo]) for k in fields}
+    fe, qe = f["embedding"], q["embedding"]
+    cos = np.sum(fe * qe, 1) / (np.linalg.norm(fe, axis=1) * np.linalg.norm(qe, axis=1) + 1e-12)
     res = {"n_windows": int(len(x)), "embedding_cosine_mean": float(cos.mean()),
            "embedding_cosine_min": float(cos.min())}
+    if "hr_confidence" in f:
+        res["hr_confidence_mae_vs_float"] = float(np.abs(q["hr_confidence"] - f["hr_confidence"]).mean())
     for j, h in enumerate(HEAD_NAMES):
-        res[f"{h}_mae_vs_float"] = float(np.abs(q[j + 1] - f[j + 1]).mean())
+        k = HEAD_FIELDS[h]
+        if k not in f:
+            continue
+        res[f"{h}_mae_vs_float"] = float(np.abs(q[k] - f[k]).mean())
         if labels is not None:
             y = labels[:, j]
             m = np.isfinite(y)
             if m.any() and h in REGRESSION_HEADS:
-                res[f"{h}_mae_float"] = float(np.abs(f[j + 1][m] - y[m]).mean())
-                res[f"{h}_mae_int8"] = float(np.abs(q[j + 1][m] - y[m]).mean())
+                res[f"{h}_mae_float"] = float(np.abs(f[k][m] - y[m]).mean())
+                res[f"{h}_mae_int8"] = float(np.abs(q[k][m] - y[m]).mean())
                 res[f"{h}_mae_increase"] = res[f"{h}_mae_int8"] - res[f"{h}_mae_float"]
     return res
 
@@ -177,7 +190,7 @@ def train(cfg: QATConfig, src: Path, data: Path, out: Path, quiet: bool = False,
     y_all, norm = label_matrix(store, student.label_norm, student.model)
     mean, std = head_norm(student.label_norm, student.model)
     with torch.no_grad():
-        e_std = folded(torch.from_numpy(calib).unsqueeze(1))[0].std(0).clamp_min(1e-6)
+        e_std = folded(torch.from_numpy(calib).unsqueeze(1)).embedding.std(0).clamp_min(1e-6)
     pre = compare(folded, qg, calib[:256])
 
     n = len(x_all)
@@ -202,9 +215,11 @@ def train(cfg: QATConfig, src: Path, data: Path, out: Path, quiet: bool = False,
             fo = folded(xb)
         qo = qg(xb)
         zq = outputs_z(qo, mean, std)
-        l_cos, _ = distill_losses(qo[0], fo[0])                 # raw embeddings
-        _, l_mse = distill_losses(qo[0] / e_std, fo[0] / e_std)   # per-dimension standardised
+        l_cos, _ = distill_losses(qo.embedding, fo.embedding)                 # raw embeddings
+        _, l_mse = distill_losses(qo.embedding / e_std, fo.embedding / e_std)   # per-dimension standardised
         l_kd = F.mse_loss(zq, outputs_z(fo, mean, std))
+        if hasattr(qo, "hr_confidence"):    # a probability: keep the int8 twin's calibration
+            l_kd = l_kd + F.mse_loss(qo.hr_confidence, fo.hr_confidence)
         hl = head_losses(zq, torch.from_numpy(y_all[idx]), norm)
         l_lab = sum(w_heads[i] * hl[h] for i, h in enumerate(HEAD_NAMES))
         loss = cfg.w_embed_cos * l_cos + cfg.w_embed * l_mse + cfg.w_heads_kd * l_kd + cfg.head_weight * l_lab

@@ -18,6 +18,8 @@ Mapping TFLite tensors to brevitas quantisers — by structure, never by name or
   quantiser, RELU/RELU6 -> the one after the activation (TFLite duplicates a layer whose output
   is used both raw and through a ReLU; brevitas has both quantisers, see qmodel);
 * an ADD's output is the add-quantiser whose two inputs are the ADD's inputs' quantisers;
+* SOFTMAX / LOGISTIC outputs are the fixed 1/256 grid quantisers (qmodel.FixedQuant) fed by
+  their input's quantiser;
 * RESHAPE, MAX/AVERAGE_POOL_2D, PAD, SQUEEZE, EXPAND_DIMS, GATHER, STRIDED_SLICE keep their
   input's quantisation (TFLite requires it);
 * consistency checks: each layer's input tensor must map to the quantiser brevitas feeds that
@@ -159,7 +161,7 @@ def map_tensors(model, spec: dict[str, Any]) -> tuple[dict[int, str], dict[int, 
                 raise RangeMappingError(f"op {i} {name}: input tensor {ins[0]} is not mapped")
             for t in outs:
                 point_of[t] = point_of[ins[0]]
-        elif name in ("RELU", "RELU6"):
+        elif name in ("RELU", "RELU6", "SOFTMAX", "LOGISTIC"):
             p_in = point_of.get(ins[0])
             point_of[outs[0]] = find_point(role="act", kind=name.lower(), inputs=[p_in])
         else:

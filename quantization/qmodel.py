@@ -43,7 +43,19 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from edge_runtime.contract import HR_BIN_MAX_BPM, OUTPUTS
 from training.models import int8_layers as L
+
+# Fixed output grids. TFLite requires SOFTMAX and LOGISTIC outputs at int8 scale 1/256, zero
+# point -128 (uint8 here: scale 1/256, zero point 0). A logit output ('kind' logit in the
+# contract) gets a fixed symmetric grid, scale 1/16 with int8 zero point 0: [-8, 7.94], where
+# the sigmoid is saturated, whatever the calibration windows held (percentile ranges of an
+# untrained or one-class head clipped every negative logit: [0, 0.38] on a test export).
+# The hr output (bpm) gets the fixed grid [0, HR_BIN_MAX_BPM]: calibration windows at rest
+# (HR 52-131) would otherwise clip every exercise HR (int8 zero point -128: 0 bpm).
+PROB_SCALE = 1.0 / 256.0
+LOGIT_SCALE = 1.0 / 16.0
+BPM_SCALE = HR_BIN_MAX_BPM / 254.0
 
 
 class Int8PathError(ValueError):
@@ -335,6 +347,39 @@ class ActQuant(nn.Module):
         return f"kind={self.kind}, source={self.source}"
 
 
+class FixedQuant(nn.Module):
+    """A quantisation point with a fixed uint8 grid (value = (q - zero_point) * scale), after an
+    optional fixed-range function: 'softmax' (over dim 1), 'logistic', or none: 'logit' (the
+    symmetric logit grid), 'bpm' (the hr grid). Returns brevitas' IntQuantTensor, with a straight-through
+    rounding gradient, in every mode (a fixed grid needs no calibration)."""
+
+    def __init__(self, kind: str, source: str, inputs: tuple[str, ...] = ()):
+        super().__init__()
+        grids = {"softmax": (PROB_SCALE, 0.0), "logistic": (PROB_SCALE, 0.0),
+                 "logit": (LOGIT_SCALE, 128.0), "bpm": (BPM_SCALE, 0.0)}
+        if kind not in grids:
+            raise ValueError(f"unknown fixed-range kind {kind!r}")
+        self.kind, self.source, self.inputs = kind, source, tuple(inputs)
+        scale, zp = grids[kind]
+        self.register_buffer("scale", torch.tensor(scale))
+        self.register_buffer("zero_point", torch.tensor(zp))
+
+    def forward(self, x: Tensor):
+        from brevitas.function.ops_ste import round_ste
+        from brevitas.quant_tensor import IntQuantTensor
+        x = qvalue(x)
+        if self.kind == "softmax":
+            x = torch.softmax(x, dim=1)
+        elif self.kind == "logistic":
+            x = torch.sigmoid(x)
+        q = torch.clamp(round_ste(x / self.scale + self.zero_point), 0.0, 255.0)
+        v = (q - self.zero_point) * self.scale
+        return IntQuantTensor(v, self.scale, self.zero_point, torch.tensor(8.0), False, self.training)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, source={self.source}, scale={float(self.scale):g}"
+
+
 class SameGrid(nn.Module):
     """Re-round `x` onto the grid (scale, zero point, bits) of a reference IntQuantTensor, as
     TFLite's AVERAGE_POOL_2D does (its output keeps the input's quantisation)."""
@@ -377,6 +422,9 @@ class QLayer(nn.Module):
         with torch.no_grad():
             q.weight.copy_(m.weight)
             q.bias.copy_(m.bias if m.bias is not None else torch.zeros_like(q.bias))
+        # a fixed layer (the HR read-out: bin centres) stays fixed through QAT
+        q.weight.requires_grad_(m.weight.requires_grad)
+        q.bias.requires_grad_(m.bias is None or m.bias.requires_grad)
         self.layer = q
 
     def forward(self, x: Tensor, ref):
@@ -413,7 +461,7 @@ class QLayer(nn.Module):
 class PointInfo:
     """What an activation quantiser quantises (for mapping onto TFLite tensors)."""
     name: str          # submodule name in the QuantGraph
-    kind: str          # 'relu', 'relu6', 'none'
+    kind: str          # 'relu', 'relu6', 'none', 'softmax', 'logistic' (fixed 1/256 grid)
     role: str          # 'input', 'layer', 'add', 'act'
     source: str        # layer name for role 'layer', fx node name for 'add'/'act', 'input'
     inputs: tuple[str, ...] = ()   # quant points feeding an 'add' / standalone 'act'
@@ -441,6 +489,32 @@ def _safe(s: str) -> str:
 class QuantGraph(fx.GraphModule):
     """A GraphModule with `info: GraphInfo` describing its quantisers (see module doc)."""
     info: GraphInfo
+
+
+def _fixed_grid_producers(gm: fx.GraphModule) -> dict[fx.Node, str]:
+    """Layer/add nodes (through shape ops) whose value is a model output of contract kind
+    'logit' or a sigmoid's input -> 'logit', or the 'hr' output -> 'bpm': fixed grids."""
+    found: dict[fx.Node, str] = {}
+    for n in gm.graph.nodes:
+        if n.op == "call_module" and isinstance(gm.get_submodule(n.target), nn.Sigmoid):
+            pairs = [(None, n.args[0])]           # a sigmoid's input is a logit too
+        elif _is_pack(n) and hasattr(n.target, "_fields"):
+            pairs = zip(n.target._fields, list(n.args) + list(n.kwargs.values()))
+        elif n.op == "output" and isinstance(n.args[0], tuple) and hasattr(n.args[0], "_fields"):
+            pairs = zip(n.args[0]._fields, n.args[0])
+        else:
+            continue
+        for name, a in pairs:
+            grid = "bpm" if name == "hr" else "logit"
+            if name not in (None, "hr") and (name not in OUTPUTS or OUTPUTS[name].kind != "logit"):
+                continue
+            while isinstance(a, fx.Node) and (
+                    (a.op == "call_method" and a.target in _PASS_METHODS)
+                    or (a.op == "call_function" and a.target in _PASS_FUNCS)):
+                a = a.args[0]
+            if isinstance(a, fx.Node):
+                found[a] = grid
+    return found
 
 
 def build_quant_model(folded: fx.GraphModule) -> QuantGraph:
@@ -479,13 +553,26 @@ def build_quant_model(folded: fx.GraphModule) -> QuantGraph:
             raise Int8PathError(f"{_where(n)}: its input is not an int8 tensor on the path "
                                 "(an unquantised float reaches it)")
 
+    def fixed_point(value_node: fx.Node, kind: str, role: str, source: str, inputs=()) -> tuple:
+        pname = add_module(f"aq_{source}_{kind}", FixedQuant(kind, source, inputs))
+        # a logit / bpm grid stands where a plain ('none') quantiser would: same TFLite rule
+        info.points[pname] = PointInfo(pname, "none" if kind in ("logit", "bpm") else kind, role,
+                                       source, tuple(inputs))
+        q = g.call_module(pname, (value_node,))
+        return q, g.call_function(qvalue, (q,)), pname
+
+    fixed_nodes = _fixed_grid_producers(src_gm)
+
     def finish_producer(n: fx.Node, out: fx.Node, role: str, source: str, inputs=()) -> None:
         """Quantise a layer/add output: fused with its activation when that is its only user."""
         users = list(n.users)
         raw[n] = out
         if len(users) == 1 and _act_kind(src_gm, users[0]) is not None:
             return   # the activation node creates the (fused) quant point
-        q, v, pname = point(out, "none", role, source, inputs)
+        if n in fixed_nodes:
+            q, v, pname = fixed_point(out, fixed_nodes[n], role, source, inputs)
+        else:
+            q, v, pname = point(out, "none", role, source, inputs)
         env[n], qref[n], qname[n] = v, q, pname
 
     for n in src_gm.graph.nodes:
@@ -551,6 +638,16 @@ def build_quant_model(folded: fx.GraphModule) -> QuantGraph:
                                                qname[a])
                 out = g.call_module(mname, (env[a], qref[a]))
                 finish_producer(n, out, "layer", n.target)
+                continue
+            if type(m) in L.FIXED_RANGE_MODULES:
+                a = n.args[0]
+                need_grid(n, a)
+                if isinstance(m, nn.Softmax) and m.dim not in (1, -1):
+                    raise Int8PathError(f"{n.target}: Softmax over dim {m.dim}; SOFTMAX runs over "
+                                        "the last axis of (B, n)")
+                q, v, pname = fixed_point(env[a], L.FIXED_RANGE_MODULES[type(m)], "act", n.name,
+                                          (qname[a],))
+                env[n], qref[n], qname[n] = v, q, pname
                 continue
             if isinstance(m, _PASS_MODULES):
                 a = n.args[0]

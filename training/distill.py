@@ -54,6 +54,7 @@ from anyppg.stage import add_run_io, one_line, run_stage, stage_config, stage_pa
 from training import loop
 from training.data.augment import AugmentConfig, augment
 from training.data.dataset import WindowDataset
+from training.data.mix import load_mixes
 from training.data.store import WindowStore
 from training.features import build_cache, cache_path, load_cache, mean_std, standardisation, weights_key
 from training.heads import HeadLabels, HeadWeights, label_stats, resolve_head_labels
@@ -79,6 +80,8 @@ class DistillConfig(loop.LoopConfig):
     w_mse: float = 1.0
     head_weight: float = 1.0
     heads: HeadWeights = field(default_factory=HeadWeights)
+    # extra training stores 'path:fraction' (training.data.mix): heads only, no teacher term
+    mix: list[str] = field(default_factory=list)
     labels: HeadLabels = field(default_factory=HeadLabels)
     augment: bool = True
     aug: AugmentConfig = field(default_factory=AugmentConfig)
@@ -162,7 +165,8 @@ def evaluate(model: DistillNet, data: Path, split: str, norm: dict, device,
         idx = list(range(i0, min(i0 + batch, len(st))))
         x = torch.from_numpy(np.stack([st.ppg(i) for i in idx])).unsqueeze(1).to(device)
         out = model.student(x)
-        preds.append(torch.stack([getattr(out, HEAD_FIELDS[h]) for h in HEAD_NAMES], 1).cpu())
+        nan = torch.full_like(out.hr, float("nan"))     # heads this student does not output
+        preds.append(torch.stack([getattr(out, HEAD_FIELDS[h], nan) for h in HEAD_NAMES], 1).cpu())
         if cached:
             t = torch.from_numpy(np.asarray(targets.feats[st.rows[idx]], np.float32)).to(device)
             a = model.adapter(out.embedding)
@@ -180,7 +184,7 @@ def head_scores(st: WindowStore, pred: np.ndarray, norm: dict) -> dict:
     on the windows of `st` that have the head's label. pred (N, H) in HEAD_NAMES order."""
     res: dict = {}
     for j, h in enumerate(HEAD_NAMES):
-        if not norm[h]["label"]:
+        if not norm[h]["label"] or np.isnan(pred[:, j]).all():   # no label, or no such output
             continue
         y = st.column(norm[h]["label"])
         m = np.isfinite(y)
@@ -229,7 +233,7 @@ def _model_config(cfg: DistillConfig, s_entry) -> dict:
     return {"model": cfg.student_model, "ppg_model": cfg.student_model,
             "student_model": cfg.student_model, "ppg_config": s_entry.config,
             "embed_dim": s_entry.embed_dim, "heads": list(HEAD_NAMES),
-            "outputs": list(student_lib.StudentOutput._fields)}
+            "outputs": list(s_entry.model.output_fields)}
 
 
 def _resume(ck: dict, model: DistillNet, opt, path: Path) -> int:
@@ -250,7 +254,8 @@ def _step_loss(cfg: DistillConfig, ddp, x, clean, y, batch, plan: HeadPlan, w_he
     loss = cfg.head_weight * loss_heads
     l_cos = l_mse = None
     if targets is not None:
-        l_cos, l_mse = distill_losses(a, targets.batch(batch, clean, d.device))
+        # the primary store's windows come first (mix windows have no teacher targets)
+        l_cos, l_mse = distill_losses(a[: len(clean)], targets.batch(batch, clean, d.device))
         loss = loss + cfg.distill_weight * (cfg.w_cos * l_cos + cfg.w_mse * l_mse)
     return loss, hl, loss_heads, l_cos, l_mse
 
@@ -295,6 +300,7 @@ def train(cfg: DistillConfig, data: Path, out: Path, resume: bool, quiet: bool =
     ddp = DistributedDataParallel(model) if d.world > 1 else model
     opt, params = loop.make_optimizer(model, cfg)
     ds = WindowDataset(data, split="train", label_names=plan.label_names)
+    mixes = load_mixes(cfg.mix, plan.label_names, store.spec)
     steps_per_epoch = len(ds) // (cfg.batch_size * d.world)
     loop.check_steps(steps_per_epoch, len(ds), data, cfg.batch_size, d.world)
     total = loop.total_steps(steps_per_epoch, cfg.epochs, cfg.max_steps)
@@ -330,7 +336,16 @@ def train(cfg: DistillConfig, data: Path, out: Path, resume: bool, quiet: bool =
         if cfg.augment:
             g = torch.Generator(device=d.device).manual_seed((cfg.seed * 1_000_003 + step) * 64 + d.rank)
             x = augment(clean, g, cfg.aug, fs=store.spec.ppg_fs)
-        y = plan.targets(batch["labels"].to(d.device), d.device)
+        lab = batch["labels"]
+        if mixes:
+            gm = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 31 + d.rank)
+            drawn = [m.draw(m.count(len(clean)), gm) for m in mixes]
+            xm = torch.cat([xb for xb, _ in drawn]).to(d.device)
+            if cfg.augment:
+                xm = augment(xm, g, cfg.aug, fs=store.spec.ppg_fs)
+            x = torch.cat([x, xm])
+            lab = torch.cat([lab, *(yb for _, yb in drawn)])
+        y = plan.targets(lab.to(d.device), d.device)
         parts = _step_loss(cfg, ddp, x, clean, y, batch, plan, w_heads, targets, d)
         loss_val = d.mean(float(parts[0].detach()))
         run.fail_if_not_finite(step, loss_val)

@@ -9,7 +9,14 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from training.models.student import BINARY_HEADS, HEAD_NAMES
+from edge_runtime.contract import HR_CONFIDENT_WITHIN_BPM
+from training.models.student import BINARY_HEADS, HEAD_NAMES, HR_BINS
+
+# The HR distribution's training recipe (issue 11 prototype): Gaussian soft label, a small L1 on
+# the expectation, and the confidence head's BCE weight.
+HR_SOFT_LABEL_SIGMA_BPM = 3.0
+HR_L1_WEIGHT = 0.02
+HR_CONF_WEIGHT = 0.5
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
@@ -69,14 +76,44 @@ def distill_losses(a: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torc
     return (1 - cos).mean(), F.mse_loss(a, t)
 
 
-def head_losses(z: torch.Tensor, y: torch.Tensor, norm: dict[str, dict]) -> dict[str, torch.Tensor]:
-    """Masked per-head losses. z (B, H) standardised outputs; y (B, H) labels in label units
-    (NaN = unknown), both in HEAD_NAMES order; norm[h] has 'mean' and 'std'. MSE on standardised
-    targets (regression heads), BCE on logits (binary heads). A head with no label in the batch
-    gives 0 (still in the graph, so DDP sees every parameter used)."""
+def hr_bin_losses(hr_logits: torch.Tensor, conf_logit: torch.Tensor, bins: torch.Tensor,
+                  y: torch.Tensor, sigma: float = HR_SOFT_LABEL_SIGMA_BPM,
+                  l1_weight: float = HR_L1_WEIGHT, conf_weight: float = HR_CONF_WEIGHT
+                  ) -> torch.Tensor:
+    """HR as a distribution: cross-entropy against a Gaussian soft label (sigma bpm) over the
+    bins + l1_weight x L1 (bpm) of the expectation, + conf_weight x BCE of the confidence logit
+    against |error of the detached expectation| <= HR_CONFIDENT_WITHIN_BPM. hr_logits (B, K),
+    conf_logit (B,), bins (K,) bpm, y (B,) bpm with NaN unknown. 0 with no label in the batch."""
+    mask = torch.isfinite(y)
+    n = mask.sum().clamp_min(1)
+    yt = torch.where(mask, y, torch.zeros_like(y))
+    target = torch.exp(-0.5 * ((bins[None] - yt[:, None]) / sigma) ** 2)
+    target = target / target.sum(1, keepdim=True).clamp_min(1e-12)
+    logp = hr_logits.log_softmax(1)
+    ce = -(target * logp).sum(1)
+    ev = (logp.exp() * bins).sum(1)
+    conf_t = ((ev.detach() - yt).abs() <= HR_CONFIDENT_WITHIN_BPM).float()
+    bce = F.binary_cross_entropy_with_logits(conf_logit, conf_t, reduction="none")
+    el = ce + l1_weight * (ev - yt).abs() + conf_weight * bce
+    return (el * mask).sum() / n
+
+
+def head_losses(z, y: torch.Tensor, norm: dict[str, dict]) -> dict[str, torch.Tensor]:
+    """Masked per-head losses. z: (B, H) standardised outputs in HEAD_NAMES order, or a
+    student's HeadZ (then hr is trained as a distribution, `hr_bin_losses`); y (B, H) labels in
+    label units (NaN = unknown), HEAD_NAMES order; norm[h] has 'mean' and 'std'. MSE on
+    standardised targets (regression heads), BCE on logits (binary heads). A head with no label
+    in the batch gives 0 (still in the graph, so DDP sees every parameter used)."""
     out = {}
+    hz = None if isinstance(z, torch.Tensor) else z
+    if hz is not None:
+        z = hz.z
     for i, h in enumerate(HEAD_NAMES):
         yi = y[:, i]
+        if h == "hr" and hz is not None:
+            bins = torch.tensor(HR_BINS, dtype=hz.hr_logits.dtype, device=hz.hr_logits.device)
+            out[h] = hr_bin_losses(hz.hr_logits, hz.hr_conf_logit, bins, yi)
+            continue
         mask = torch.isfinite(yi)
         n = mask.sum().clamp_min(1)
         yt = torch.where(mask, yi, torch.zeros_like(yi))

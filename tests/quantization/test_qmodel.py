@@ -54,10 +54,17 @@ def test_quant_graph_places_tflite_quantisers():
     assert len(qg.info.layers) == n_layers
     for li in qg.info.layers.values():
         assert li.input_point in pts
-    # ReLU fused into its producer -> unsigned quantiser, heads -> asymmetric ('none')
-    assert all(pts[p].kind == "none" for p in qg.info.outputs.values() if p != qg.info.outputs["embedding"])
+    # ReLU fused into its producer -> unsigned quantiser; hr_confidence -> the LOGISTIC's fixed
+    # grid; other heads -> a plain ('none') TFLite tensor (fixed grids for hr and the logits)
+    outs = qg.info.outputs
+    assert all(pts[p].kind == "none" for n, p in outs.items() if n not in ("embedding", "hr_confidence"))
+    assert pts[outs["hr_confidence"]].kind == "logistic"
+    grids = {n: qg.get_submodule(outs[n]) for n in ("hr", "af_logit", "quality_logit")}
+    assert all(isinstance(q, qm.FixedQuant) for q in grids.values())
+    assert float(grids["hr"].scale) * 255 >= 230 and grids["af_logit"].kind == "logit"
+    assert sum(isinstance(q, qm.FixedQuant) and q.kind == "softmax" for q in qg.modules()) == 1
     assert pts[qg.info.outputs["embedding"]].kind == "relu"
-    assert set(qg.info.outputs) == {"embedding", "hr", "rr", "af_logit", "quality_logit", "sbp", "dbp"}
+    assert set(qg.info.outputs) == {"embedding", "hr", "hr_confidence", "af_logit", "quality_logit", "sbp", "dbp"}
 
 
 def test_fake_quant_close_to_float_and_integers_are_tflite_shaped():

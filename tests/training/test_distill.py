@@ -64,7 +64,7 @@ def test_distill_writes_checkpoint_and_manifest(store, teacher, tmp_path):
     e.model.load_state_dict(ck["model"])
     assert float(e.model.label_mean[0]) == pytest.approx(ck["label_norm"]["hr"]["mean"])
     out_ = e.model.eval()(torch.randn(2, 1, 1250))
-    assert isinstance(out_, S.StudentOutput)
+    assert out_._fields == e.model.output_fields and "hr_confidence" in out_._fields
 
     m = json.loads((out / "manifest.json").read_text())
     assert m["stage"] == "distill"
@@ -139,3 +139,23 @@ def test_live_teacher_matches_cached_features(store, teacher, tmp_path):
                     *_sets("max_steps=2", f"cache_teacher_features={cache}")) == 0
         losses.append([json.loads(x)["loss_distill"] for x in (out / "metrics.jsonl").read_text().splitlines()])
     np.testing.assert_allclose(losses[0], losses[1], rtol=2e-2)
+
+
+@pytest.mark.slow
+def test_mix_stores_add_labelled_windows_to_each_batch(store, teacher, tmp_path):
+    from training.data.mix import load_mixes, parse_mix
+    assert parse_mix("stores/a:b:0.25") == ("stores/a:b", 0.25)
+    for bad in ("stores/a", "stores/a:1.5", "stores/a:x"):
+        with pytest.raises(ValueError, match="store_path:fraction"):
+            parse_mix(bad)
+    st = WindowStore(store, split="train")
+    (m,) = load_mixes([f"{store}:0.25"], ["hr", "no_such_label"], st.spec)
+    x, y = m.draw(m.count(8), torch.Generator().manual_seed(0))
+    assert x.shape == (2, 1, st.spec.ppg_len) and y.shape == (2, 2)
+    assert torch.isfinite(y[:, 0]).all() and torch.isnan(y[:, 1]).all()
+    with pytest.raises(ValueError, match="sum to"):
+        load_mixes([f"{store}:0.6", f"{store}:0.5"], ["hr"], st.spec)
+    out = tmp_path / "run"
+    assert _run(store, out, "--teacher", str(teacher), *_sets(f"mix=[{store}:0.25]")) == 0
+    ck = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
+    assert ck["step"] == 6 and ck["config"]["mix"] == [f"{store}:0.25"]

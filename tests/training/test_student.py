@@ -43,10 +43,33 @@ def test_named_outputs_and_op_check(name):
     assert S.unsupported_op_check(e.model) == []
     assert e.input_kind == "ppg" and e.input_shape == (1, 1250)
     out = e.model.eval()(torch.randn(3, 1, 1250))
-    assert isinstance(out, S.StudentOutput)
+    # the contract's outputs in its order; rr only when configured (not by default)
+    assert out._fields == ("embedding", "hr", "hr_confidence", "af_logit", "quality_logit", "sbp", "dbp")
+    assert out._fields == e.model.output_fields
     assert out.embedding.shape == (3, e.embed_dim)
-    for f in S.StudentOutput._fields[1:]:
+    for f in out._fields[1:]:
         assert getattr(out, f).shape == (3,)
+    assert ((out.hr >= 30) & (out.hr <= 230)).all()               # expectation over the bins
+    assert ((out.hr_confidence > 0) & (out.hr_confidence < 1)).all()
+
+
+def test_optional_heads_follow_the_contract_order():
+    m = build_model("student-tiny", extra_heads=("dbp", "rr")).model.eval()
+    assert m.output_fields == ("embedding", "hr", "hr_confidence", "af_logit", "quality_logit", "rr", "dbp")
+    assert build_model("student-tiny", extra_heads=()).model.output_fields[-1] == "quality_logit"
+    with pytest.raises(ValueError, match="extra_heads"):
+        S.StudentConfig(extra_heads=("spo2",))
+
+
+def test_hr_readout_is_the_expectation_over_the_contract_bins():
+    from edge_runtime.contract import hr_bin_centres
+    m = build_model("student-tiny").model.eval()
+    logits = torch.full((2, len(S.HR_BINS)), -30.0)
+    logits[0, 0] = 30.0                          # all mass on the first bin
+    logits[1, 10:12] = 30.0                      # half on two neighbours
+    hr = m.hr_expectation(logits)
+    bins = hr_bin_centres()
+    torch.testing.assert_close(hr, torch.tensor([bins[0], (bins[10] + bins[11]) / 2]))
 
 
 def test_op_check_names_the_offending_layer():
@@ -78,10 +101,12 @@ def test_head_denormalisation_is_in_the_graph():
     m = build_model("student-tiny").model.eval()
     x = torch.randn(2, 1, 1250)
     before = m(x)
-    m.set_label_norm({"hr": (100.0, 20.0), "af": (5.0, 5.0)})      # binary heads ignore it
+    m.set_label_norm({"hr": (100.0, 20.0), "sbp": (130.0, 10.0), "af": (5.0, 5.0)})      # binary heads ignore it
     after = m(x)
-    z = m.head_z(after.embedding)
-    torch.testing.assert_close(after.hr, z[:, 0] * 20.0 + 100.0)
+    hz = m.head_z(after.embedding)
+    torch.testing.assert_close(after.hr, hz.z[:, 0] * 20.0 + 100.0)
+    torch.testing.assert_close(after.hr, before.hr)            # hr is not de-normalised
+    torch.testing.assert_close(after.sbp, hz.z[:, S.HEAD_NAMES.index("sbp")] * 10.0 + 130.0)
     torch.testing.assert_close(after.af_logit, before.af_logit)
     assert "label_mean" in m.state_dict() and m.label_norm()["hr"] == (100.0, 20.0)
 
@@ -103,12 +128,13 @@ def test_onnx_export_student_s(tmp_path):
     x = torch.randn(1, 1, 1250)
     path = tmp_path / "s.onnx"
     torch.onnx.export(m, (x,), str(path), dynamo=False, opset_version=13, input_names=["ppg"],
-                      output_names=list(S.StudentOutput._fields))
+                      output_names=list(m.output_fields))
     g = onnx.load(str(path))
     ops = {n.op_type for n in g.graph.node}
     assert ops <= {"Conv", "Relu", "Add", "MaxPool", "AveragePool", "Flatten", "Gemm", "Squeeze",
-                   "Mul", "Constant", "Identity"}, ops
-    assert [o.name for o in g.graph.output] == list(S.StudentOutput._fields)
+                   "Mul", "Constant", "Identity", "Softmax", "Sigmoid"}, ops
+    assert {"Softmax", "Sigmoid"} <= ops
+    assert [o.name for o in g.graph.output] == list(m.output_fields)
     ort = pytest.importorskip("onnxruntime")
     got = ort.InferenceSession(str(path)).run(None, {"ppg": x.numpy()})
     with torch.no_grad():
@@ -144,3 +170,17 @@ def test_augment_shift_pads_with_edges():
     assert d.abs().max() > 0
     # a shifted ramp stays monotone (edge padding, no wrap-around)
     assert (y[..., 1:] - y[..., :-1] >= -1e-6).all()
+
+
+def test_hr_bin_loss_prefers_the_labelled_bin_and_trains_confidence():
+    from training.losses import hr_bin_losses
+    bins = torch.tensor(S.HR_BINS)
+    y = torch.tensor([150.0, float("nan")])
+    right = -0.5 * ((bins - 150) / 3) ** 2 + torch.zeros(2, 1)       # the soft label itself
+    wrong = -0.5 * ((bins - 62) / 3) ** 2 + torch.zeros(2, 1)
+    sure, unsure = torch.full((2,), 5.0), torch.full((2,), -5.0)
+    assert hr_bin_losses(right, sure, bins, y) < hr_bin_losses(wrong, sure, bins, y)
+    # confidence: right answer -> high confidence is cheaper; wrong answer -> low confidence is
+    assert hr_bin_losses(right, sure, bins, y) < hr_bin_losses(right, unsure, bins, y)
+    assert hr_bin_losses(wrong, unsure, bins, y) < hr_bin_losses(wrong, sure, bins, y)
+    assert hr_bin_losses(right, sure, bins, torch.full((2,), float("nan"))) == 0

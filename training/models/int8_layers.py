@@ -24,9 +24,13 @@ LAYER_OPS: dict[type, str | None] = {
     nn.MaxPool1d: "MAX_POOL_2D", nn.AvgPool1d: "AVERAGE_POOL_2D",
     nn.ReLU: "RELU", nn.ReLU6: "RELU6",          # fused into the producing op where TFLite can
     nn.Flatten: "RESHAPE",
+    # fixed-range outputs (int8 scale 1/256, zero point -128): HR bins -> probabilities, and a
+    # confidence probability
+    nn.Softmax: "SOFTMAX", nn.Sigmoid: "LOGISTIC",
     nn.BatchNorm1d: None, nn.Dropout: None, nn.Identity: None,
 }
 ACT_MODULES = (nn.ReLU, nn.ReLU6)
+FIXED_RANGE_MODULES = {nn.Softmax: "softmax", nn.Sigmoid: "logistic"}
 PASS_MODULES = (nn.MaxPool1d, nn.Flatten)       # keep their input's int8 grid
 DROP_MODULES = (nn.Dropout, nn.Identity)
 FOLD_MODULES = (nn.BatchNorm1d,)
@@ -93,6 +97,8 @@ def _check_layer(name: str, m: nn.Module) -> str | None:
             return None
         return (f"{name}: {kind} kernel {k}, stride {s}, padding {p} is neither TF 'SAME' (stride 1, "
                 f"odd kernel, padding k//2) nor 'VALID' (padding 0): onnx2tf would insert a PAD op")
+    if isinstance(m, nn.Softmax) and m.dim not in (1, -1):
+        return f"{name}: Softmax over dim {m.dim}; TFLite's SOFTMAX runs over the last axis of (B, n)"
     if isinstance(m, (nn.MaxPool1d, nn.AvgPool1d)):
         pad = _last(m.padding)
         if pad != 0 or m.ceil_mode:

@@ -51,18 +51,30 @@ import torch
 from torch import Tensor, nn
 
 from anyppg.config import from_fields
+from edge_runtime.contract import OUTPUT_ORDER, UNITS, hr_bin_centres
 from edge_runtime.spec import SPECS, SignalSpec, get_spec
 
 from .int8_layers import unsupported_op_check  # noqa: F401  (the student's layer check)
 from .registry import ModelEntry, register_model
 
-# Output heads, in StudentOutput order (after the embedding). Regression heads are in label
-# units; binary heads output logits.
+# Label heads (what a store's labels train; the columns of a head label matrix). Regression heads
+# are in label units; binary heads output logits. hr is a distribution over the contract's HR
+# bins read out as its expectation; hr_confidence is trained from hr's own error, not a label.
 HEAD_NAMES = ("hr", "rr", "af", "quality", "sbp", "dbp")
 REGRESSION_HEADS = ("hr", "rr", "sbp", "dbp")
 BINARY_HEADS = ("af", "quality")
-HEAD_UNITS = {"hr": "bpm", "rr": "breaths/min", "sbp": "mmHg", "dbp": "mmHg", "af": "logit",
-              "quality": "logit"}
+# Heads a student may leave out of its outputs (StudentConfig.extra_heads picks them). rr is
+# not exported by default: it does not beat the subject mean on BIDMC test patients (issue 11).
+OPTIONAL_HEADS = ("rr", "sbp", "dbp")
+DEFAULT_EXTRA_HEADS = ("sbp", "dbp")
+# Output field of each label head; names, units and kinds are the contract's.
+HEAD_FIELDS = {"hr": "hr", "rr": "rr", "af": "af_logit", "quality": "quality_logit",
+               "sbp": "sbp", "dbp": "dbp"}
+HEAD_UNITS = {h: UNITS[f] for h, f in HEAD_FIELDS.items()}
+HR_BINS = tuple(hr_bin_centres())
+# The HR read-out is a Linear with fixed weights (centre - HR_READOUT_BIAS) and bias
+# HR_READOUT_BIAS: weights centred on zero so int8 weight rounding costs little (< 0.4 bpm).
+HR_READOUT_BIAS = 130.0
 # De-normalisation before any training data has been seen (typical adult values). Distillation
 # overwrites these with the mean/std of its training labels (`StudentNet.set_label_norm`).
 DEFAULT_LABEL_NORM = {"hr": (75.0, 15.0), "rr": (16.0, 4.0), "sbp": (120.0, 15.0),
@@ -70,29 +82,53 @@ DEFAULT_LABEL_NORM = {"hr": (75.0, 15.0), "rr": (16.0, 4.0), "sbp": (120.0, 15.0
 
 
 class StudentOutput(NamedTuple):
-    """What a student returns: a plain tuple for tracing / ONNX (output order = field order),
-    fields by name for Python.
+    """Every output a student can return, in the contract's order (edge_runtime.contract
+    OUTPUT_ORDER). A student returns `output_type(extra_heads)`: the same fields without the
+    optional heads it does not have. A plain tuple for tracing / ONNX, fields by name for Python.
 
     embedding:     (B, D)  the feature vector probes and distillation use
-    hr:            (B,)    heart rate, bpm
-    rr:            (B,)    respiratory rate, breaths/min
+    hr:            (B,)    heart rate, bpm (expectation over HR_BINS)
+    hr_confidence: (B,)    0-1, P(|hr error| <= HR_CONFIDENT_WITHIN_BPM)
     af_logit:      (B,)    atrial fibrillation logit (sigmoid -> probability)
     quality_logit: (B,)    signal-quality logit (sigmoid -> P(usable))
-    sbp, dbp:      (B,)    systolic / diastolic blood pressure, mmHg
+    rr:            (B,)    respiratory rate, breaths/min (only if configured)
+    sbp, dbp:      (B,)    systolic / diastolic blood pressure, mmHg (only if configured)
     """
 
     embedding: Tensor
     hr: Tensor
-    rr: Tensor
+    hr_confidence: Tensor
     af_logit: Tensor
     quality_logit: Tensor
+    rr: Tensor
     sbp: Tensor
     dbp: Tensor
 
 
-# Output field of each head.
-HEAD_FIELDS = {"hr": "hr", "rr": "rr", "af": "af_logit", "quality": "quality_logit",
-               "sbp": "sbp", "dbp": "dbp"}
+assert StudentOutput._fields == OUTPUT_ORDER, "StudentOutput must follow the contract's order"
+_OUTPUT_TYPES: dict[tuple[str, ...], type] = {}
+
+
+def output_type(extra_heads: tuple[str, ...]) -> type:
+    """The NamedTuple a student with these optional heads returns (contract order)."""
+    fields = tuple(f for f in OUTPUT_ORDER if f not in OPTIONAL_HEADS or f in extra_heads)
+    if fields == OUTPUT_ORDER:
+        return StudentOutput
+    if fields not in _OUTPUT_TYPES:
+        extra = "_".join(f for f in fields if f in OPTIONAL_HEADS)
+        _OUTPUT_TYPES[fields] = NamedTuple(f"StudentOutput_{extra or 'base'}",
+                                           [(f, Tensor) for f in fields])
+    return _OUTPUT_TYPES[fields]
+
+
+@dataclass
+class HeadZ:
+    """What the training losses see: z (B, H) standardised outputs in HEAD_NAMES order (hr: its
+    standardised expectation; binary heads: logits; heads the student lacks: 0), hr_logits
+    (B, len(HR_BINS)) and hr_conf_logit (B,)."""
+    z: Tensor
+    hr_logits: Tensor
+    hr_conf_logit: Tensor
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,6 +149,7 @@ class StudentConfig:
     pool_type:  'max' or 'avg' for the downsampling pools (the global pool is always avg).
     act:        'relu' or 'relu6'.
     head_hidden: > 0: a shared Linear(D, head_hidden) + ReLU before the per-head Linear layers.
+    extra_heads: optional outputs (subset of OPTIONAL_HEADS) besides the contract's required ones.
     """
 
     in_channels: int = 1
@@ -127,10 +164,16 @@ class StudentConfig:
     pool_type: str = "max"
     act: str = "relu"
     head_hidden: int = 0
+    extra_heads: tuple[str, ...] = DEFAULT_EXTRA_HEADS
 
     def __post_init__(self):
         for f in ("pools", "widths", "depths", "kernels"):
             object.__setattr__(self, f, tuple(int(v) for v in getattr(self, f)))
+        object.__setattr__(self, "extra_heads", tuple(str(h) for h in self.extra_heads))
+        bad = [h for h in self.extra_heads if h not in OPTIONAL_HEADS]
+        if bad:
+            raise ValueError(f"StudentConfig: extra_heads {bad} unknown; optional heads: "
+                             f"{', '.join(OPTIONAL_HEADS)}")
         n = len(self.widths)
         if n == 0 or not (len(self.pools) == len(self.depths) == len(self.kernels) == n):
             raise ValueError(f"StudentConfig: pools {list(self.pools)}, widths {list(self.widths)}, "
@@ -173,7 +216,7 @@ class StudentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for f in ("pools", "widths", "depths", "kernels"):
+        for f in ("pools", "widths", "depths", "kernels", "extra_heads"):
             d[f] = list(d[f])
         return d
 
@@ -193,6 +236,8 @@ STUDENT_PRESETS: dict[str, StudentConfig] = {
     # 156,054 params, ~3.2 M MACs, 256-d
     "student-m": StudentConfig(stem_width=24, stem_kernel=7, pools=(2, 5, 5, 5),
                                widths=(32, 64, 128, 256), depths=(1, 2, 3, 2), kernels=(7, 7, 5, 5)),
+    # student-s with only the contract's required outputs (no rr/sbp/dbp): the wrist student
+    "student-wrist-s": StudentConfig(extra_heads=()),
     # 542 params, ~45 k MACs, 16-d: unit tests
     "student-tiny": StudentConfig(stem_width=4, stem_kernel=5, pools=(5, 5, 5),
                                   widths=(8, 8, 16), depths=(1, 1, 1), kernels=(5, 5, 3)),
@@ -282,16 +327,35 @@ class StudentNet(nn.Module):
         else:
             self.head_hidden = nn.Identity()
             hd = d
-        self.heads = nn.ModuleDict({h: nn.Linear(hd, 1) for h in HEAD_NAMES})
+        self.head_names = ("hr", "af", "quality") + tuple(h for h in OPTIONAL_HEADS
+                                                           if h in c.extra_heads)
+        heads = {h: nn.Linear(hd, len(HR_BINS) if h == "hr" else 1) for h in self.head_names}
+        heads["hr_confidence"] = nn.Linear(hd, 1)
+        self.heads = nn.ModuleDict(heads)
+        # softmax over the bin logits -> fixed read-out Linear = the expectation in bpm
+        self.hr_softmax = nn.Softmax(dim=1)
+        self.hr_readout = nn.Linear(len(HR_BINS), 1)
+        with torch.no_grad():
+            self.hr_readout.weight.copy_(torch.tensor(HR_BINS)[None] - HR_READOUT_BIAS)
+            self.hr_readout.bias.fill_(HR_READOUT_BIAS)
+        self.hr_readout.requires_grad_(False)
+        self.hr_conf_act = nn.Sigmoid()
+        self.output_type = output_type(c.extra_heads)
         mean = torch.tensor([DEFAULT_LABEL_NORM[h][0] for h in HEAD_NAMES])
         std = torch.tensor([DEFAULT_LABEL_NORM[h][1] for h in HEAD_NAMES])
         # Fixed de-normalisation (buffers: saved, exported, never trained). Order: HEAD_NAMES.
+        # hr's entry standardises the expectation for the losses; it is not part of the graph.
         self.register_buffer("label_mean", mean)
         self.register_buffer("label_std", std)
 
     @property
     def embed_dim(self) -> int:
         return self.config.out_dim
+
+    @property
+    def output_fields(self) -> tuple[str, ...]:
+        """Output names in the order forward returns them (the contract's order)."""
+        return self.output_type._fields
 
     def set_label_norm(self, norm: dict[str, tuple[float, float]]) -> None:
         """Set the de-normalisation of regression heads: {head: (mean, std)} in label units.
@@ -315,20 +379,36 @@ class StudentNet(nn.Module):
         x = self.stages(self.stem(x))
         return self.flatten(self.global_pool(self.neck(x)))
 
-    def head_z(self, embedding: Tensor) -> Tensor:
-        """Standardised head outputs (B, 6) in HEAD_NAMES order (logits for binary heads): what
-        the training losses see, before de-normalisation."""
-        h = self.head_hidden(embedding)
-        return torch.cat([self.heads[name](h) for name in HEAD_NAMES], dim=1)
+    def hr_expectation(self, hr_logits: Tensor) -> Tensor:
+        """(B, n_bins) bin logits -> (B,) bpm."""
+        return self.hr_readout(self.hr_softmax(hr_logits)).squeeze(1)
 
-    def forward(self, x: Tensor) -> StudentOutput:
+    def head_z(self, embedding: Tensor) -> HeadZ:
+        """What the training losses see (HeadZ), before de-normalisation."""
+        h = self.head_hidden(embedding)
+        hr_logits = self.heads["hr"](h)
+        cols = []
+        for i, name in enumerate(HEAD_NAMES):
+            if name == "hr":
+                cols.append((self.hr_expectation(hr_logits) - self.label_mean[i]) / self.label_std[i])
+            elif name in self.heads:
+                cols.append(self.heads[name](h).squeeze(1))
+            else:
+                cols.append(torch.zeros_like(hr_logits[:, 0]))
+        return HeadZ(torch.stack(cols, 1), hr_logits, self.heads["hr_confidence"](h).squeeze(1))
+
+    def forward(self, x: Tensor):
+        """(B, C, L) -> output_type: embedding, hr, hr_confidence, af_logit, quality_logit[, ...]."""
         e = self.encode(x)
         h = self.head_hidden(e)
-        outs = []
+        hr = self.hr_readout(self.hr_softmax(self.heads["hr"](h))).squeeze(1)
+        conf = self.hr_conf_act(self.heads["hr_confidence"](h)).squeeze(1)
+        outs = [e, hr, conf, self.heads["af"](h).squeeze(1), self.heads["quality"](h).squeeze(1)]
         for i, name in enumerate(HEAD_NAMES):
-            z = self.heads[name](h).squeeze(1)          # (B, 1) -> (B,)
-            outs.append(z * self.label_std[i] + self.label_mean[i])
-        return StudentOutput(e, *outs)
+            if name in OPTIONAL_HEADS and name in self.heads:
+                z = self.heads[name](h).squeeze(1)          # (B, 1) -> (B,)
+                outs.append(z * self.label_std[i] + self.label_mean[i])
+        return self.output_type(*outs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,6 +449,7 @@ def _register(name: str, doc: str):
 student_xs = _register("student-xs", "Student, ~10 k params: the smallest watch model.")
 student_s = _register("student-s", "Student, <= 50 k params, ~1/100 of the teacher's MACs.")
 student_m = _register("student-m", "Student, ~150 k params.")
+student_wrist_s = _register("student-wrist-s", "student-s with the contract's required outputs only.")
 student_tiny = _register("student-tiny", "Student of a few hundred params, for fast tests.")
 
 STUDENT_MODELS = tuple(STUDENT_PRESETS)
