@@ -21,7 +21,6 @@ import hashlib
 import json
 import shutil
 import string
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from edge_runtime.contract import sidecar_inputs
 from edge_runtime.spec import SignalSpec
 
 from . import golden, qemu
+from .qemu import object_sizes, state_ram
 from .model_data import model_data_files
 from .settings import dsp_constants, dsp_tables_c, settings_header
 
@@ -39,7 +39,7 @@ C_DIR = Path(__file__).resolve().parent / "c"
 DSP_FILES = ("anyppg_dsp.c", "anyppg_dsp.h")
 EXAMPLES = ("anyppg_example.c", "tflm_main.cc")
 README_TEMPLATE = Path(__file__).resolve().parent / "bundle_readme.md"
-CFLAGS = ("-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off")
+CFLAGS = qemu.CFLAGS
 
 
 @dataclass
@@ -101,35 +101,6 @@ def golden_stream(cfg: FirmwareConfig, fs: float):
                            duration_s=cfg.golden_seconds, ppg_fs=fs)
     sig = rec.signals["ppg"]
     return getattr(sig, "data", getattr(sig, "values", None))
-
-
-def object_sizes(sources: list[Path], include: list[Path], board: str) -> dict[str, dict]:
-    """text/data/bss of each source compiled alone for `board` (arm-none-eabi-gcc -O2)."""
-    b = qemu.board_of(board)
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for src in sources:
-            obj = Path(tmp) / (src.stem + ".o")
-            cmd = [qemu.GCC, *b.cpu_flags, *CFLAGS, "-ffunction-sections", "-fdata-sections",
-                   *(f"-I{d}" for d in include), "-c", str(src), "-o", str(obj)]
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            if res.returncode != 0:
-                raise BundleError(f"{src.name} does not build for {board}: "
-                                  f"{(res.stderr.strip().splitlines() or ['?'])[0]}")
-            out[src.name] = qemu.elf_size(obj)
-    return out
-
-
-def state_ram(include: list[Path], board: str, with_input: bool = False) -> int:
-    """sizeof(anyppg_dsp_t) + sizeof(anyppg_dsp_window_t) for `board`, from a probe object;
-    with_input: plus the int8 model input poll() writes (ANYPPG_WINDOW_LEN bytes), which an
-    app without a model input tensor of its own must also hold."""
-    with tempfile.TemporaryDirectory() as tmp:
-        probe = Path(tmp) / "anyppg_dsp_probe.c"
-        probe.write_text('#include "anyppg_dsp.h"\nanyppg_dsp_t anyppg_probe_state;\n'
-                         "anyppg_dsp_window_t anyppg_probe_window;\n" +
-                         ("int8_t anyppg_probe_input[ANYPPG_WINDOW_LEN];\n" if with_input else ""))
-        return object_sizes([probe], include, board)[probe.name]["bss"]
 
 
 def measure(bundle: Path, board: str) -> dict:

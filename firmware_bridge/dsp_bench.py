@@ -46,12 +46,11 @@ def synthetic(fs: float, seconds: float) -> np.ndarray:
 
 def dsp_object_sizes(gen_dir: Path, board: str) -> dict:
     """text/data/bss of anyppg_dsp.o + tables, and sizeof the state and window structs."""
-    from .bundle import object_sizes, state_ram
     include = [gen_dir, dsp_check.C_DIR]
-    objs = object_sizes(dsp_check.dsp_sources(gen_dir), include, board)
+    objs = qemu.object_sizes(dsp_check.dsp_sources(gen_dir), include, board)
     code = {k: objs["anyppg_dsp.c"][k] + objs["anyppg_dsp_tables.c"][k] for k in ("text", "data", "bss")}
-    return {"code": code, "state_and_window_bytes": state_ram(include, board),
-            "with_model_input_bytes": state_ram(include, board, with_input=True)}
+    return {"code": code, "state_and_window_bytes": qemu.state_ram(include, board),
+            "with_model_input_bytes": qemu.state_ram(include, board, with_input=True)}
 
 
 def bench_rate(sidecar: dict, fs: float, seconds: float, board: str, work: Path) -> dict:

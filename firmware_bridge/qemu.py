@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -49,6 +50,9 @@ CORTEX_M_DIR = Path(__file__).resolve().parent / "c" / "cortex_m"
 GCC = "arm-none-eabi-gcc"
 SIZE = "arm-none-eabi-size"
 QEMU = "qemu-system-arm"
+# How the bundle's C is compiled (host and target): strict, and no contraction of a*b+c into an
+# FMA unless the source asks for it, so host and board round alike.
+CFLAGS = ("-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off")
 
 
 class QemuError(RuntimeError):
@@ -189,3 +193,32 @@ def elf_size(elf: str | Path) -> dict[str, int]:
         raise QemuError(f"{SIZE} failed on {elf}: {res.stderr.strip()}")
     fields = res.stdout.splitlines()[1].split()
     return {"text": int(fields[0]), "data": int(fields[1]), "bss": int(fields[2])}
+
+
+def object_sizes(sources: list[Path], include: list[Path], board: str) -> dict[str, dict]:
+    """text/data/bss of each source compiled alone for `board` (arm-none-eabi-gcc -O2)."""
+    b = board_of(board)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for src in sources:
+            obj = Path(tmp) / (src.stem + ".o")
+            cmd = [GCC, *b.cpu_flags, *CFLAGS, "-ffunction-sections", "-fdata-sections",
+                   *(f"-I{d}" for d in include), "-c", str(src), "-o", str(obj)]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise QemuError(f"{src.name} does not build for {board}: "
+                                  f"{(res.stderr.strip().splitlines() or ['?'])[0]}")
+            out[src.name] = elf_size(obj)
+    return out
+
+
+def state_ram(include: list[Path], board: str, with_input: bool = False) -> int:
+    """sizeof(anyppg_dsp_t) + sizeof(anyppg_dsp_window_t) for `board`, from a probe object;
+    with_input: plus the int8 model input poll() writes (ANYPPG_WINDOW_LEN bytes), which an
+    app without a model input tensor of its own must also hold."""
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "anyppg_dsp_probe.c"
+        probe.write_text('#include "anyppg_dsp.h"\nanyppg_dsp_t anyppg_probe_state;\n'
+                         "anyppg_dsp_window_t anyppg_probe_window;\n" +
+                         ("int8_t anyppg_probe_input[ANYPPG_WINDOW_LEN];\n" if with_input else ""))
+        return object_sizes([probe], include, board)[probe.name]["bss"]

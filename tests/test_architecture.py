@@ -23,9 +23,6 @@ EDGE_ALLOWED = {"numpy", "scipy", "ai_edge_litert", "tflite_runtime", "tflite_mi
 # Violations on record, each with its way out; the tests fail on any other one, and on an entry
 # here that no longer occurs (so the list only shrinks). Keys: "<file>: imports <module>".
 KNOWN = {
-    "firmware_bridge/dsp_bench.py: imports firmware_bridge.bundle":
-        "a benchmark script inside firmware_bridge reusing the bundle stage's object_sizes; "
-        "move object_sizes below both (or the script to benchmarks/)",
     "edge_runtime/recordings.py: imports wfdb":
         "optional, lazily imported WFDB reading in the runtime's recording reader; read WFDB "
         "with numpy or move the reader out of edge_runtime",
