@@ -159,3 +159,47 @@ def test_prepare_with_a_bad_rate_is_one_line_naming_it(tmp_path, capsys, fs):
     err = _errors(capsys.readouterr().err)
     assert rc != 0 and len(err) == 1 and "rate" in err[0] and "a.csv" in err[0]
     assert not (tmp_path / "s").exists()
+
+
+# ------------------------------------------------------------------ failures count (probe runner)
+class _FakeStore:
+    def __init__(self, y):
+        self.label_names, self._y, self.spec, self.subjects = ["hr"], y, None, None
+
+    def column(self, name):
+        return self._y
+
+
+class _FakeData:
+    """What run_task reads of a store: labels, subjects, one direct HR estimator that fails on
+    a third of the windows (NaN) and is exact elsewhere."""
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.subjects = np.repeat([f"s{i:02d}" for i in range(12)], 10)
+        self.y = rng.normal(75, 12, len(self.subjects))
+        self.est = self.y.copy()
+        self.est[::3] = np.nan
+        self.store, self.index, self.path = _FakeStore(self.y), {"source": "fake"}, "fake"
+
+    def direct(self, fam):
+        return {"hr-spectral": self.est}
+
+
+def test_direct_estimators_are_also_scored_with_failures_imputed_and_compared_paired():
+    import argparse
+
+    from training.probe.runner import run_task
+    from training.probe.tasks import Task
+    sd = _FakeData()
+    task = Task(name="fake-hr", source="fake", input="fake", label="hr", kind="regression", unit="bpm",
+                baselines=("hr",))
+    res, _ = run_task(task, sd, [], argparse.Namespace(folds=4, inner_folds=3, bootstrap=50, seed=0,
+                                                      baselines={"hr"}))
+    raw, imp = res["baselines"]["hr-spectral"], res["baselines"]["hr-spectral+imp"]
+    assert raw["value"] == 0 and raw["coverage"] == pytest.approx(2 / 3, abs=0.01)
+    assert imp["coverage"] == 1 and imp["n_windows"] == len(sd.y) and imp["value"] > 1
+    pairs = {(p["method"], p["reference"]): p for p in res["paired"]}
+    assert pairs[("hr-spectral+imp", "subject-mean")]["verdict"] == "better"
+    # the raw estimator is compared only on the windows it covered
+    assert pairs[("hr-spectral", "subject-mean")]["n_windows"] == int(np.isfinite(sd.est).sum())
