@@ -43,8 +43,11 @@ def test_named_outputs_and_op_check(name):
     assert S.unsupported_op_check(e.model) == []
     assert e.input_kind == "ppg" and e.input_shape == (1, 1250)
     out = e.model.eval()(torch.randn(3, 1, 1250))
-    # the contract's outputs in its order; rr only when configured (not by default)
-    assert out._fields == ("embedding", "hr", "hr_confidence", "af_logit", "quality_logit", "sbp", "dbp")
+    # the contract's required outputs in its order, then only the configured optional heads
+    # (student-wrist-s: none; the others: sbp, dbp; rr never by default)
+    required = ("embedding", "hr", "hr_confidence", "af_logit", "quality_logit")
+    assert out._fields == required + tuple(h for h in ("rr", "sbp", "dbp") if h in e.model.config.extra_heads)
+    assert "rr" not in out._fields
     assert out._fields == e.model.output_fields
     assert out.embedding.shape == (3, e.embed_dim)
     for f in out._fields[1:]:
