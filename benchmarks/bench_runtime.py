@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from anyppg.runs import atomic_dir
+from anyppg.stage import run_stage
 
 LATENCY_CONFIGS = [
     ("int8 LiteRT XNNPACK, 1 thread", "int8", "xnnpack", 1),
@@ -157,6 +158,14 @@ def headline(lat: list[dict], stream: list[dict]) -> dict[str, Any]:
 
 def main(argv=None) -> int:
     a = parser().parse_args(argv)
+    # Bad input (a model or checkpoint that does not load, a store of another spec) ends in one
+    # line naming it, not a traceback.
+    return run_stage("anyppg bench", lambda: run_bench(a),
+                     show=lambda _: (Path(a.out) / "results.md").read_text())
+
+
+def run_bench(a) -> None:
+    """Measure into a.out (atomically): latency, streaming, accuracy, Coral check, report."""
     from benchmarks.bench_stream_report import write_report
     from training.data.store import WindowStore
     store = WindowStore(a.data, split="test")
@@ -175,8 +184,6 @@ def main(argv=None) -> int:
                    "latency": lat, "stream": stream, "accuracy": acc,
                    "coral": coral_section(Path(a.export)), "seconds": time.time() - t0}
         write_report(results, tmp)
-    print((Path(a.out) / "results.md").read_text())
-    return 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ Outputs are read by name (`hr`, `hr_confidence` when the model has it, `af_logit
 """
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +81,9 @@ def bidmc_rows(model: EdgeModel, student, teacher, ridge, store: Path) -> dict[s
     z = te.column("ppg").astype(np.float32)
     hr = te.label("hr") if hasattr(te, "label") else te.column("hr")
     q = model.run_batch(z)
-    row = {"task": "bidmc-hr (test patients)", "metric": "MAE bpm", "windows": int(len(z)),
+    # Named after the store's source: the demo's store is synthetic, not BIDMC.
+    source = json.loads((Path(store) / "index.json").read_text()).get("source", "store")
+    row = {"task": f"{source}-hr (test subjects)", "metric": "MAE bpm", "windows": int(len(z)),
            "int8_runtime": _mae(q["hr"], hr)}
     if student is not None:
         row["float_student"] = _mae(_torch_outputs(student, z)["hr"], hr)

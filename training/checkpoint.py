@@ -130,7 +130,12 @@ def build_student(ck: dict, path: Path, state_key: str = "model") -> LoadedStude
     if not isinstance(state, dict):
         raise StudentLoadError(f"{path}: no '{state_key}' state dict")
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    missing, unexpected = entry.model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = entry.model.load_state_dict(state, strict=False)
+    except RuntimeError as e:     # shape mismatches raise even with strict=False
+        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e))
+        raise StudentLoadError(f"{path}: weights do not fit {name} ({detail}); a checkpoint made "
+                               "before the current heads must be retrained") from None
     if missing or unexpected:
         raise StudentLoadError(f"{path}: weights do not fit {name} (missing {list(missing)[:3]}, "
                                f"unexpected {list(unexpected)[:3]})")
