@@ -49,8 +49,6 @@ class SpecMismatch(ValueError):
 
 # What a PPG model input depends on: a window prepared under other values is another input.
 PPG_INPUT_FIELDS = ("ppg_fs", "window_s", "ppg_band_hz", "ppg_filter_order", "zscore_eps")
-# ... and what paired ECG windows depend on (pretraining, ECG feature caches).
-ECG_INPUT_FIELDS = ("ecg_fs", "window_s", "ecg_highpass_hz", "ecg_filter_order", "mains_hz", "notch_q")
 
 
 @dataclass(frozen=True)
