@@ -40,13 +40,24 @@ class Port:
     doc: str
 
 
+# The accelerometer input's fixed scale (edge_runtime.accel): each axis in g, resampled and
+# band-passed exactly like the PPG, divided by ACCEL_SCALE_G and clipped to +-ACCEL_CLIP. Not
+# z-scored: per-window z-scoring would blow a still wrist's sensor noise up to look like motion
+# and would discard how hard the arm moves, which is what a confidence head needs. A still (or
+# absent) accelerometer reads 0.
+ACCEL_SCALE_G = 0.5
+ACCEL_CLIP = 8.0
+ACCEL_PREPROCESSING = (f"ppg-band-pass per window, g / {ACCEL_SCALE_G:g}, "
+                       f"clipped to +-{ACCEL_CLIP:g}")
+
 # Inputs. `ppg` is the preprocessed window of edge_runtime (band-passed, z-scored, quantised);
 # `accel` is an optional second input for motion-aware students: 3-axis acceleration resampled
-# to the PPG rate and cut on the same window, each axis z-scored over the window.
+# to the PPG rate and cut on the same window, then ACCEL_PREPROCESSING.
 INPUTS: dict[str, Port] = {
     "ppg": Port("ppg", "z-score", "signal", True, "(1, L, 1) preprocessed PPG window, NWC"),
-    "accel": Port("accel", "z-score", "signal", False,
-                  "(1, L, 3) accelerometer x, y, z on the PPG window's samples, NWC"),
+    "accel": Port("accel", f"g/{ACCEL_SCALE_G:g}", "signal", False,
+                  "(1, L, 3) accelerometer x, y, z on the PPG window's samples, NWC: "
+                  + ACCEL_PREPROCESSING),
 }
 
 # Outputs in the order an exported graph lists them (optional ones only when present).

@@ -238,7 +238,7 @@ class PPGStream:
     def _window(self, s: int, z: np.ndarray, flags: int) -> WindowResult:
         acc = None
         if self.accel is not None:
-            acc, acc_missing = self.accel.window(s, self.win, self.spec.zscore_eps)
+            acc, acc_missing = self.accel.window(s, self.win, self.spec)
             flags |= FLAG_NAN_GAP if acc_missing else 0
         t_start = self.t0 + s / self.spec.ppg_fs
         r = WindowResult(self.n_windows, t_start, t_start + self.win / self.spec.ppg_fs, flags,
