@@ -27,6 +27,7 @@ import numpy as np
 
 from anyppg.runs import atomic_write_json
 from edge_runtime import preprocess as pp
+from edge_runtime.accel import accel_windows
 from edge_runtime.contract import INPUTS, ContractError, check_ports, sidecar_inputs
 from edge_runtime.interpreters import dequantize, litert, quantize_input
 from edge_runtime.spec import SignalSpec
@@ -82,14 +83,12 @@ def run_model(it, sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.
 
 # --------------------------------------------------------------------------- the sets
 def accel_window(rec, start: int, seg: int, spec: SignalSpec) -> np.ndarray:
-    """(L, 3) accelerometer input of one window: each axis resampled to the PPG rate and
-    z-scored over the window (contract INPUTS['accel'])."""
-    cols = []
-    for ax in ACCEL_AXES:
-        s = rec.signals[ax]
-        y, _ = pp.resample(s.data[start:start + seg], s.fs, spec.ppg_fs)
-        cols.append(pp.zscore(y[None, :spec.ppg_len])[0])
-    return np.stack(cols, -1).astype(np.float32)
+    """(L, 3) accelerometer input of one window, by the one accel preprocessing
+    (edge_runtime.accel: the PPG's resampler and band-pass, g / ACCEL_SCALE_G, clipped)."""
+    axes = [rec.signals[ax] for ax in ACCEL_AXES]
+    x, _ = accel_windows(np.stack([a.data[start:start + seg] for a in axes]), axes[0].fs, spec,
+                         np.array([0.0]))
+    return x[0].T
 
 
 def troika_set(folder: str, spec: SignalSpec) -> dict:

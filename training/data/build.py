@@ -20,10 +20,12 @@ from tqdm import tqdm
 from anyppg.runs import atomic_dir, git_commit
 from anyppg.stage import one_line
 from edge_runtime import preprocess as pp
-from edge_runtime.spec import FLAG_ECG_BAD, SignalSpec, flag_names, flags_from_names
+from edge_runtime.accel import accel_windows
+from edge_runtime.spec import FLAG_ECG_BAD, FLAG_NAN_GAP, SignalSpec, flag_names, flags_from_names
 from training.data import readers
 from training.data.records import Record, ReaderError
 from training.data.store import PartWriter, part_name, rebuild_index, subject_split
+from training.data.synthetic_wrist import ACCEL_AXES
 
 # What each source rejects by default. Synthetic data keeps clipped and spiky windows because
 # its `quality` label is about exactly those; PPG-BP's 2.1 s segments are all shorter than a
@@ -36,9 +38,29 @@ GENERIC_REJECT = ("nan_gap", "flat", "clipping", "amplitude", "too_short")
 PAD_SHORT = {"ppg-bp"}
 
 
+def record_accel(rec: Record, spec: SignalSpec, start_s: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(accel (K, 3, Lp) float16, missing (K,)) on the record's PPG windows by the one accel
+    preprocessing (edge_runtime.accel), or None when the record has no 3-axis accelerometer."""
+    if not all(ax in rec.signals for ax in ACCEL_AXES):
+        return None
+    axes = [rec.signals[ax] for ax in ACCEL_AXES]
+    if len({a.fs for a in axes}) != 1 or len({len(a.data) for a in axes}) != 1:
+        raise ReaderError(f"{rec.path or rec.record_id}: accelerometer axes differ in rate or length")
+    data, fs = np.stack([a.data for a in axes]), axes[0].fs
+    if rec.segment_s:       # one window per pre-cut segment, resampled on its own like the PPG
+        seg = int(round(rec.segment_s * fs))
+        outs = [accel_windows(data[:, k * seg:(k + 1) * seg], fs, spec, np.array([0.0]))
+                for k in range(len(start_s))]
+        x = np.concatenate([o[0] for o in outs]) if outs else np.zeros((0, 3, spec.ppg_len), np.float32)
+        miss = np.concatenate([o[1] for o in outs]) if outs else np.zeros(0, bool)
+    else:
+        x, miss = accel_windows(data, fs, spec, start_s)
+    return x.astype(np.float16), miss
+
+
 def record_windows(rec: Record, spec: SignalSpec, pad_short: bool) -> dict:
-    """All windows of one record: ppg (K, Lp), ecg (K, Le) or None, labels {name: (K,)},
-    start_s (K,), flags (K,)."""
+    """All windows of one record: ppg (K, Lp), ecg (K, Le) or None, accel (K, 3, Lp) or None,
+    labels {name: (K,)}, start_s (K,), flags (K,)."""
     sig = rec.ppg
     if rec.segment_s:
         # Pre-cut segments (Liu 2022): each segment is one window, resampled on its own so that
@@ -63,7 +85,11 @@ def record_windows(rec: Record, spec: SignalSpec, pad_short: bool) -> dict:
         e = pp.ecg_windows(rec.signals["ecg"].data, rec.signals["ecg"].fs, spec, start_s)
         ecg = e["x"].astype(np.float16)
         flags = flags | np.where(e["flags"] != 0, FLAG_ECG_BAD, 0).astype(np.uint8)
-    return {"ppg": x, "ecg": ecg, "labels": labels, "start_s": start_s, "flags": flags}
+    acc = record_accel(rec, spec, start_s) if len(x) else None
+    if acc is not None:
+        flags = flags | np.where(acc[1], FLAG_NAN_GAP, 0).astype(np.uint8)
+    return {"ppg": x, "ecg": ecg, "accel": None if acc is None else acc[0], "labels": labels,
+            "start_s": start_s, "flags": flags}
 
 
 def _work(job):
@@ -174,7 +200,8 @@ def _add_results(writer: PartWriter, o: BuildOptions, unit, results, reject: int
                    subject_id, subject_split(subject_id, o.split, o.split_seed),
                    w["ppg"][keep], None if w["ecg"] is None else w["ecg"][keep],
                    {k: v[keep] for k, v in w["labels"].items()},
-                   w["start_s"][keep], w["flags"][keep])
+                   w["start_s"][keep], w["flags"][keep],
+                   accel=None if w.get("accel") is None else w["accel"][keep])
 
 
 def _write_part(part_dir: Path, o: BuildOptions, jobs: list, reject: int) -> dict:

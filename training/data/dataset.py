@@ -13,22 +13,32 @@ from training.data.store import WindowStore
 class WindowDataset(Dataset):
     """Items are dicts of tensors:
 
-    ppg (1, Lp) float32, ecg (1, Le) float32 (if `with_ecg`), labels (K,) float32 (NaN =
-    unknown), subject () int64, row () int64 (row in the whole store, the key of feature caches).
+    ppg (1, Lp) float32, ecg (1, Le) float32 (if `with_ecg`), accel (3, Lp) float32 (if
+    `with_accel`), labels (K,) float32 (NaN = unknown), subject () int64, row () int64 (row in
+    the whole store, the key of feature caches).
+
+    with_accel: 'require' (a store without accelerometer windows is refused) or 'zeros' (such a
+    store reads zeros: a still wrist, what the runtime feeds when a watch has no accelerometer).
 
     Each DataLoader worker opens its own memory maps lazily (np.load mmap handles must not be
     shared across fork), so the dataset is cheap to pickle.
     """
 
     def __init__(self, store: str | Path, split: str | None = "train", with_ecg: bool = False,
-                 label_names: list[str] | None = None):
+                 label_names: list[str] | None = None, with_accel: str | None = None):
         self.path = Path(store)
         self.split = split
         self.with_ecg = with_ecg
+        if with_accel not in (None, "require", "zeros"):
+            raise ValueError(f"with_accel must be None, 'require' or 'zeros', got {with_accel!r}")
+        self.with_accel = with_accel
         self._store: WindowStore | None = None
         s = self.store
         if with_ecg and not s.has_ecg:
             raise ValueError(f"{self.path}: store has no ECG windows (needed for ECG-guided training)")
+        if with_accel == "require" and not s.has_accel:
+            raise ValueError(f"{self.path}: store has no accelerometer windows (the model takes an "
+                             f"'accel' input; prepare it from a source with accel_x/y/z)")
         self.label_names = list(label_names) if label_names is not None else list(s.label_names)
         missing = [n for n in self.label_names if n not in s.label_names]
         if missing:
@@ -60,4 +70,7 @@ class WindowDataset(Dataset):
         }
         if self.with_ecg:
             item["ecg"] = torch.from_numpy(s.ecg(i)).unsqueeze(0)
+        if self.with_accel:
+            item["accel"] = (torch.from_numpy(s.accel(i)) if s.has_accel
+                             else torch.zeros(3, s.spec.ppg_len))
         return item

@@ -8,6 +8,8 @@ Layout of a store folder::
         chunk-00000/                 at most `chunk_windows` windows, each array (N, ...):
             ppg.npy      (N, Lp) float32   model input, preprocessed by edge_runtime
             ecg.npy      (N, Le) float16   paired ECG, if any record of the part has one
+            accel.npy    (N, 3, Lp) float16  accelerometer input (edge_runtime.accel), if any
+                                           record of the chunk has one (zeros for the others)
             labels.npy   (N, K)  float32   NaN where a label is unknown
             subject.npy  (N,)    int32     index into part.json "subjects"
             record.npy   (N,)    int32     index into part.json "records"
@@ -63,7 +65,7 @@ class PartWriter:
 
     def add(self, record_info: dict, subject_id: str, split: int, ppg: np.ndarray,
             ecg: np.ndarray | None, labels: dict[str, np.ndarray], start_s: np.ndarray,
-            flags: np.ndarray) -> None:
+            flags: np.ndarray, accel: np.ndarray | None = None) -> None:
         n = len(ppg)
         if n == 0:
             return
@@ -75,7 +77,7 @@ class PartWriter:
                 self.label_names.append(k)
         self.records.append(record_info)
         self.has_ecg |= ecg is not None
-        self._buf.append(dict(ppg=ppg, ecg=ecg, labels=labels, start_s=start_s, flags=flags,
+        self._buf.append(dict(ppg=ppg, ecg=ecg, accel=accel, labels=labels, start_s=start_s, flags=flags,
                               subject=self._subject_idx[subject_id], record=len(self.records) - 1,
                               split=split))
         self._buffered += n
@@ -94,6 +96,11 @@ class PartWriter:
             ecg = [b["ecg"] if b["ecg"] is not None
                    else np.zeros((len(b["ppg"]), self.spec.ecg_len), np.float16) for b in self._buf]
             np.save(d / "ecg.npy", np.concatenate(ecg).astype(np.float16))
+        has_accel = any(b["accel"] is not None for b in self._buf)
+        if has_accel:
+            acc = [b["accel"] if b["accel"] is not None
+                   else np.zeros((len(b["ppg"]), 3, self.spec.ppg_len), np.float16) for b in self._buf]
+            np.save(d / "accel.npy", np.concatenate(acc).astype(np.float16))
         lab = np.full((n, len(self.label_names)), np.nan, np.float32)
         row = 0
         for b in self._buf:
@@ -108,7 +115,7 @@ class PartWriter:
         np.save(d / "start_s.npy", np.concatenate([b["start_s"] for b in self._buf]).astype(np.float32))
         np.save(d / "flags.npy", np.concatenate([b["flags"] for b in self._buf]).astype(np.uint8))
         self.chunks.append({"name": name, "n": n, "label_names": list(self.label_names),
-                            "has_ecg": self.has_ecg})
+                            "has_ecg": self.has_ecg, "has_accel": has_accel})
         self._buf, self._buffered = [], 0
 
     def close(self, extra: dict) -> dict:
@@ -195,6 +202,7 @@ class WindowStore:
         self._subject_code = {s: i for i, s in enumerate(self.subjects)}
         self.chunks: list[_Chunk] = []
         self.has_ecg = False
+        self.has_accel = False                # windows without an accelerometer read zeros
         off = 0
         for part in self.index["parts"]:
             info = json.loads((self.path / "parts" / part / "part.json").read_text())
@@ -202,6 +210,7 @@ class WindowStore:
                 cols = np.array([self.label_names.index(k) for k in c["label_names"]], np.int64)
                 self.chunks.append(_Chunk(self.path / "parts" / part / c["name"], c["n"], off, cols))
                 self.has_ecg |= c["has_ecg"]
+                self.has_accel |= c.get("has_accel", False)
                 off += c["n"]
         self._n_all = off
         self._mm: dict[tuple[int, str], np.ndarray] = {}
@@ -259,6 +268,16 @@ class WindowStore:
             return np.zeros(self.spec.ecg_len, np.float32)
         return np.asarray(self._array(ci, "ecg")[j], dtype=np.float32)
 
+    def accel(self, i: int) -> np.ndarray:
+        """(3, Lp) float32 accelerometer input; zeros (a still wrist) where the window's record
+        had none; raises if the store has no accelerometer at all."""
+        if not self.has_accel:
+            raise ValueError(f"{self.path}: store has no accelerometer windows")
+        ci, j = self._locate(i)
+        if not self.chunks[ci].path.joinpath("accel.npy").exists():
+            return np.zeros((3, self.spec.ppg_len), np.float32)
+        return np.asarray(self._array(ci, "accel")[j], dtype=np.float32)
+
     def labels(self, i: int) -> np.ndarray:
         """(K,) float32 labels in the order of `label_names` (NaN = unknown)."""
         ci, j = self._locate(i)
@@ -279,7 +298,10 @@ class WindowStore:
         return [self.subjects[c] for c in self.subject_codes]
 
     def column(self, name: str) -> np.ndarray:
-        """A whole per-window array of this split: 'ppg', 'ecg', 'flags', 'start_s' or a label."""
+        """A whole per-window array of this split: 'ppg', 'ecg', 'accel', 'flags', 'start_s' or
+        a label."""
+        if name == "accel" and not self.has_accel:
+            raise ValueError(f"{self.path}: store has no accelerometer windows")
         if name in self.label_names:
             k = self.label_names.index(name)
             out = np.full(self._n_all, np.nan, np.float32)
@@ -292,6 +314,8 @@ class WindowStore:
         for ci, c in enumerate(self.chunks):
             if name == "ecg" and not (c.path / "ecg.npy").exists():
                 parts.append(np.zeros((c.n, self.spec.ecg_len), np.float16))
+            elif name == "accel" and not (c.path / "accel.npy").exists():
+                parts.append(np.zeros((c.n, 3, self.spec.ppg_len), np.float16))
             else:
                 parts.append(np.asarray(self._array(ci, name)))
         return np.concatenate(parts)[self.rows] if parts else np.zeros(0)
