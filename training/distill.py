@@ -102,8 +102,8 @@ class DistillNet(nn.Module):
         self.student = student
         self.adapter = nn.Linear(student.embed_dim, teacher_dim) if teacher_dim else None
 
-    def forward(self, x: torch.Tensor):
-        e = self.student.encode(x)
+    def forward(self, x: torch.Tensor, accel: torch.Tensor | None = None):
+        e = self.student.encode(x, accel)
         z = self.student.head_z(e)
         return e, z, (self.adapter(e) if self.adapter is not None else None)
 
@@ -164,7 +164,9 @@ def evaluate(model: DistillNet, data: Path, split: str, norm: dict, device,
     for i0 in range(0, len(st), batch):
         idx = list(range(i0, min(i0 + batch, len(st))))
         x = torch.from_numpy(np.stack([st.ppg(i) for i in idx])).unsqueeze(1).to(device)
-        out = model.student(x)
+        acc = (torch.from_numpy(np.stack([st.accel(i) for i in idx])).to(device)
+               if st.has_accel and getattr(model.student, "takes_accel", False) else None)
+        out = model.student(x, acc)
         nan = torch.full_like(out.hr, float("nan"))     # heads this student does not output
         preds.append(torch.stack([getattr(out, HEAD_FIELDS[h], nan) for h in HEAD_NAMES], 1).cpu())
         if cached:
@@ -246,9 +248,10 @@ def _resume(ck: dict, model: DistillNet, opt, path: Path) -> int:
     return int(ck["step"])
 
 
-def _step_loss(cfg: DistillConfig, ddp, x, clean, y, batch, plan: HeadPlan, w_heads, targets, d):
+def _step_loss(cfg: DistillConfig, ddp, x, clean, y, batch, plan: HeadPlan, w_heads, targets, d,
+               accel=None):
     """Total loss of one step and its parts: (loss, per-head losses, heads sum, cos, mse)."""
-    e, z, a = ddp(x)
+    e, z, a = ddp(x, accel)
     hl = head_losses(z, y, plan.norm)
     loss_heads = sum(w_heads[i] * hl[h] for i, h in enumerate(HEAD_NAMES))
     loss = cfg.head_weight * loss_heads
@@ -299,7 +302,11 @@ def train(cfg: DistillConfig, data: Path, out: Path, resume: bool, quiet: bool =
     store, targets, plan, s_entry, model = _build(cfg, data, d, quiet)
     ddp = DistributedDataParallel(model) if d.world > 1 else model
     opt, params = loop.make_optimizer(model, cfg)
-    ds = WindowDataset(data, split="train", label_names=plan.label_names)
+    # a student with an accel input needs the primary store's accelerometer windows; mix stores
+    # (BIDMC, PPG-BP: no accelerometer) feed zeros, a still wrist
+    takes_accel = getattr(model.student, "takes_accel", False)
+    ds = WindowDataset(data, split="train", label_names=plan.label_names,
+                       with_accel="require" if takes_accel else None)
     mixes = load_mixes(cfg.mix, plan.label_names, store.spec)
     steps_per_epoch = len(ds) // (cfg.batch_size * d.world)
     loop.check_steps(steps_per_epoch, len(ds), data, cfg.batch_size, d.world)
@@ -337,6 +344,7 @@ def train(cfg: DistillConfig, data: Path, out: Path, resume: bool, quiet: bool =
             g = torch.Generator(device=d.device).manual_seed((cfg.seed * 1_000_003 + step) * 64 + d.rank)
             x = augment(clean, g, cfg.aug, fs=store.spec.ppg_fs)
         lab = batch["labels"]
+        accel = batch["accel"].to(d.device) if takes_accel else None
         if mixes:
             gm = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 31 + d.rank)
             drawn = [m.draw(m.count(len(clean)), gm) for m in mixes]
@@ -345,8 +353,10 @@ def train(cfg: DistillConfig, data: Path, out: Path, resume: bool, quiet: bool =
                 xm = augment(xm, g, cfg.aug, fs=store.spec.ppg_fs)
             x = torch.cat([x, xm])
             lab = torch.cat([lab, *(yb for _, yb in drawn)])
+            if accel is not None:
+                accel = torch.cat([accel, accel.new_zeros(len(xm), *accel.shape[1:])])
         y = plan.targets(lab.to(d.device), d.device)
-        parts = _step_loss(cfg, ddp, x, clean, y, batch, plan, w_heads, targets, d)
+        parts = _step_loss(cfg, ddp, x, clean, y, batch, plan, w_heads, targets, d, accel)
         loss_val = d.mean(float(parts[0].detach()))
         run.fail_if_not_finite(step, loss_val)
         opt.zero_grad(set_to_none=True)

@@ -150,6 +150,8 @@ class StudentConfig:
     act:        'relu' or 'relu6'.
     head_hidden: > 0: a shared Linear(D, head_hidden) + ReLU before the per-head Linear layers.
     extra_heads: optional outputs (subset of OPTIONAL_HEADS) besides the contract's required ones.
+    accel_channels: 0, or 3: a second input `accel` (B, 3, input_len) (edge_runtime.accel) through
+                its own stem (accel_kernel, -> stem_width) added to the PPG stem's output.
     """
 
     in_channels: int = 1
@@ -165,6 +167,8 @@ class StudentConfig:
     act: str = "relu"
     head_hidden: int = 0
     extra_heads: tuple[str, ...] = DEFAULT_EXTRA_HEADS
+    accel_channels: int = 0
+    accel_kernel: int = 1
 
     def __post_init__(self):
         for f in ("pools", "widths", "depths", "kernels"):
@@ -179,11 +183,13 @@ class StudentConfig:
             raise ValueError(f"StudentConfig: pools {list(self.pools)}, widths {list(self.widths)}, "
                              f"depths {list(self.depths)}, kernels {list(self.kernels)} must be "
                              "non-empty and of equal length (one entry per stage)")
+        if self.accel_channels not in (0, 3):
+            raise ValueError(f"StudentConfig: accel_channels must be 0 or 3 (x, y, z), got {self.accel_channels}")
         if self.in_channels < 1 or self.stem_width < 1 or min(self.widths) < 1:
             raise ValueError("StudentConfig: in_channels, stem_width and widths must be >= 1")
         if min(self.depths) < 1:
             raise ValueError(f"StudentConfig: every stage needs >= 1 block, got {list(self.depths)}")
-        for k in (self.stem_kernel,) + self.kernels:
+        for k in (self.stem_kernel, self.accel_kernel) + self.kernels:
             if k < 1 or k % 2 == 0:
                 raise ValueError(f"StudentConfig: kernels must be odd (symmetric SAME padding "
                                  f"without a PAD op), got {k}")
@@ -238,6 +244,8 @@ STUDENT_PRESETS: dict[str, StudentConfig] = {
                                widths=(32, 64, 128, 256), depths=(1, 2, 3, 2), kernels=(7, 7, 5, 5)),
     # student-s with only the contract's required outputs (no rr/sbp/dbp): the wrist student
     "student-wrist-s": StudentConfig(extra_heads=()),
+    # the wrist student with a 3-axis accelerometer input: + a 1x1 stem (3 -> 16), ~60 k MACs
+    "student-wrist-accel-s": StudentConfig(extra_heads=(), accel_channels=3),
     # 542 params, ~45 k MACs, 16-d: unit tests
     "student-tiny": StudentConfig(stem_width=4, stem_kernel=5, pools=(5, 5, 5),
                                   widths=(8, 8, 16), depths=(1, 1, 1), kernels=(5, 5, 3)),
@@ -309,6 +317,9 @@ class StudentNet(nn.Module):
         self.config = config
         c = config
         self.stem = ConvBNAct(c.in_channels, c.stem_width, c.stem_kernel, c.act)
+        # accel (B, 3, L) -> its own stem, added to the PPG stem's (one ADD in the int8 graph)
+        self.accel_stem = (ConvBNAct(c.accel_channels, c.stem_width, c.accel_kernel, c.act)
+                           if c.accel_channels else None)
         stages, prev = [], c.stem_width
         for i in range(len(c.widths)):
             stages.append(Stage(prev, c.widths[i], c.depths[i], c.kernels[i], c.pools[i],
@@ -374,9 +385,19 @@ class StudentNet(nn.Module):
     def label_norm(self) -> dict[str, tuple[float, float]]:
         return {h: (float(self.label_mean[i]), float(self.label_std[i])) for i, h in enumerate(HEAD_NAMES)}
 
-    def encode(self, x: Tensor) -> Tensor:
-        """(B, C, L) -> embedding (B, D)."""
-        x = self.stages(self.stem(x))
+    @property
+    def takes_accel(self) -> bool:
+        return self.accel_stem is not None
+
+    def encode(self, x: Tensor, accel: Tensor | None = None) -> Tensor:
+        """(B, C, L) [and accel (B, 3, L)] -> embedding (B, D). A student with an accel input fed
+        accel=None sees zeros: a still wrist, what the runtime feeds without an accelerometer."""
+        h = self.stem(x)
+        if self.accel_stem is not None:
+            if accel is None:
+                accel = x.new_zeros(x.shape[0], self.config.accel_channels, x.shape[-1])
+            h = h + self.accel_stem(accel)
+        x = self.stages(h)
         return self.flatten(self.global_pool(self.neck(x)))
 
     def hr_expectation(self, hr_logits: Tensor) -> Tensor:
@@ -397,9 +418,10 @@ class StudentNet(nn.Module):
                 cols.append(torch.zeros_like(hr_logits[:, 0]))
         return HeadZ(torch.stack(cols, 1), hr_logits, self.heads["hr_confidence"](h).squeeze(1))
 
-    def forward(self, x: Tensor):
-        """(B, C, L) -> output_type: embedding, hr, hr_confidence, af_logit, quality_logit[, ...]."""
-        e = self.encode(x)
+    def forward(self, x: Tensor, accel: Tensor | None = None):
+        """(B, C, L) [, accel (B, 3, L)] -> output_type: embedding, hr, hr_confidence, af_logit,
+        quality_logit[, ...]."""
+        e = self.encode(x, accel)
         h = self.head_hidden(e)
         hr = self.hr_readout(self.hr_softmax(self.heads["hr"](h))).squeeze(1)
         conf = self.hr_conf_act(self.heads["hr_confidence"](h)).squeeze(1)
@@ -450,6 +472,8 @@ student_xs = _register("student-xs", "Student, ~10 k params: the smallest watch 
 student_s = _register("student-s", "Student, <= 50 k params, ~1/100 of the teacher's MACs.")
 student_m = _register("student-m", "Student, ~150 k params.")
 student_wrist_s = _register("student-wrist-s", "student-s with the contract's required outputs only.")
+student_wrist_accel_s = _register("student-wrist-accel-s",
+                                  "student-wrist-s with a second input, the 3-axis accelerometer.")
 student_tiny = _register("student-tiny", "Student of a few hundred params, for fast tests.")
 
 STUDENT_MODELS = tuple(STUDENT_PRESETS)
