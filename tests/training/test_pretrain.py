@@ -139,17 +139,74 @@ def test_resume_after_kill_matches_uninterrupted_run(store, tmp_path):
     assert steps == list(range(1, 8))
 
 
-@pytest.mark.slow
-def test_two_process_ddp_on_cpu(store, tmp_path):
-    run = tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "training.pretrain", "--data", str(store), "--out", str(run), "--quiet"]
-                       + _sets("batch_size=4", "max_steps=4"), cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=600)
+RUNNER = "tests.training.ddp_pretrain_runner"
+# Largest |w_2ranks - w_1process| over every weight after 4 steps that still counts as the same
+# run. Measured 2.4e-6 (float summation order: gathered logits, gloo's all-reduce); the broken
+# variants below measured 4.7e-4 (gradients summed) to 6.0e-3 (no all-reduce).
+DDP_MAX_DW = 2e-5
+
+
+def _ddp_run(store, out, per_rank_batch, nproc, brk="none", *extra):
+    """A 4-step pretrain through the runner (batch norm and dropout in eval mode on every side):
+    its final weights (name -> tensor) and its per-step metrics log."""
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)] \
+        if nproc > 1 else [sys.executable]
+    r = subprocess.run(launch + ["-m", RUNNER, "--break", brk, "--data", str(store), "--out", str(out), "--quiet"]
+                       + _sets(f"batch_size={per_rank_batch}", "max_steps=4", *extra), cwd=REPO,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
+    ck = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
+    assert ck["step"] == 4
+    log = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    return ck["model"], log
+
+
+def _discrepancy(run, ref) -> dict:
+    (w, log), (w_ref, log_ref) = run, ref
+    assert w.keys() == w_ref.keys() and len(log) == len(log_ref) == 4
+    return {"max_dw": max(float((w[k].double() - w_ref[k].double()).abs().max()) for k in w
+                          if w[k].is_floating_point()),
+            "max_dloss": max(abs(a["loss"] - b["loss"]) for a, b in zip(log, log_ref)),
+            "grad_norm_ratio": [a["grad_norm"] / b["grad_norm"] for a, b in zip(log, log_ref)]}
+
+
+def _same_run(d: dict) -> bool:
+    return (d["max_dw"] < DDP_MAX_DW and d["max_dloss"] < 1e-5
+            and all(abs(r - 1) < 1e-4 for r in d["grad_norm_ratio"]))
+
+
+@pytest.fixture(scope="module")
+def one_process_reference(store, tmp_path_factory):
+    """One process, the global batch of 2 ranks x 4 windows."""
+    return _ddp_run(store, tmp_path_factory.mktemp("ddp_ref") / "run", 8, 1)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process_on_the_global_batch(store, one_process_reference, tmp_path):
+    # 2 ranks x 4 windows = 1 process x 8 windows: the same windows (sampler), the same
+    # negatives (cross-rank gather), the same averaged gradient (DDP), hence the same weights
+    run = tmp_path / "ddp"
+    d = _discrepancy(_ddp_run(store, run, 4, 2), one_process_reference)
+    assert _same_run(d), d
     m = json.loads((run / "manifest.json").read_text())
     assert m["world_size"] == 2 and m["metrics"]["steps"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("brk", ["allreduce", "sum", "sampler", "gather"])
+def test_ddp_comparison_catches_broken_machinery(store, one_process_reference, tmp_path, brk):
+    # allreduce: no gradient all-reduce; sum: gradients summed, not averaged; sampler: both ranks
+    # get the same windows; gather: negatives from this rank only (gather_negatives=false)
+    if brk == "gather":
+        run = _ddp_run(store, tmp_path / brk, 4, 2, "none", "gather_negatives=false")
+    else:
+        run = _ddp_run(store, tmp_path / brk, 4, 2, brk)
+    d = _discrepancy(run, one_process_reference)
+    assert not _same_run(d), d
+    if brk == "sum":        # AdamW after clipping is nearly blind to the gradient's scale
+        assert d["max_dw"] > DDP_MAX_DW and all(abs(r - 2) < 1e-2 for r in d["grad_norm_ratio"]), d
+    else:
+        assert d["max_dw"] > 10 * DDP_MAX_DW, d      # visible in the weights themselves
 
 
 def _first_loss(run):
