@@ -33,6 +33,7 @@ residual adds, `torch.relu`, `.squeeze()` — are seen, not only modules):
 from __future__ import annotations
 
 import copy
+import inspect
 import operator
 import re
 from dataclasses import dataclass, field
@@ -99,14 +100,33 @@ def _where(n: fx.Node) -> str:
     return str(n.target) if n.op == "call_module" else n.name
 
 
+def _unused_optional_inputs(model: nn.Module) -> dict[str, None]:
+    """forward's optional inputs (default None) the model does not take (`takes_<name>` false,
+    e.g. `accel` on a PPG-only student): traced as the constant None, so the graph has one
+    input, not a second placeholder the caller never feeds."""
+    params = list(inspect.signature(model.forward).parameters.values())[1:]
+    return {p.name: None for p in params
+            if p.default is None and not getattr(model, f"takes_{p.name}", False)}
+
+
 def trace(model: nn.Module) -> fx.GraphModule:
     """torch.fx trace of `model`, or Int8PathError saying why it cannot be traced."""
+    fixed = _unused_optional_inputs(model)
     try:
-        return fx.symbolic_trace(model)
+        gm = fx.symbolic_trace(model, concrete_args=fixed or None)
     except Exception as e:  # noqa: BLE001 — any tracing failure is the finding
         msg = str(e).splitlines()[0] if str(e) else ""
         raise Int8PathError(f"<model>: forward cannot be traced to a static graph by torch.fx "
                             f"({type(e).__name__}: {msg})") from None
+    # fx keeps a specialised input as a placeholder guarded by an assert: drop both
+    for n in list(gm.graph.nodes):
+        if n.op == "call_function" and getattr(n.target, "__name__", "") == "_assert_is_none":
+            gm.graph.erase_node(n)
+    for n in list(gm.graph.nodes):
+        if n.op == "placeholder" and not n.users and str(n.target).rsplit("_", 1)[0] in fixed:
+            gm.graph.erase_node(n)
+    gm.recompile()
+    return gm
 
 
 # ---------------------------------------------------------------------------------- folding
