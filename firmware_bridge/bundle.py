@@ -81,6 +81,10 @@ def read_export(src: Path) -> tuple[bytes, dict, Path, Path]:
     names = [e.get("name") for e in sidecar_inputs(sidecar)]
     if "ppg" not in names:
         raise BundleError(f"{side}: the model has no 'ppg' input (inputs: {names})")
+    if names != ["ppg"]:   # e.g. accel: the C preprocessing and golden vectors carry PPG only
+        raise BundleError(f"{side}: the model takes input(s) {[n for n in names if n != 'ppg']} "
+                          f"besides 'ppg'; the C bundle supports only the PPG input (no "
+                          f"accelerometer path in the firmware yet)")
     return model, sidecar, tfl, side
 
 

@@ -13,15 +13,6 @@ SETS = ["student_model=student-wrist-accel-s", "batch_size=8", "epochs=0", "max_
         "warmup_steps=1", "log_every=1", "ckpt_every=3", "threads=1", "eval_every=0"]
 
 
-@pytest.fixture(scope="module")
-def wrist_store(tmp_path_factory):
-    from training.prepare import main as prepare_main
-    out = tmp_path_factory.mktemp("wacc") / "store"
-    assert prepare_main(["--source", "synthetic-wrist", "--input", "subjects=4,minutes=1,seed=2",
-                         "--out", str(out), "--quiet", "--workers", "1"]) == 0
-    return out
-
-
 def test_the_accel_input_changes_the_output():
     m = build_model("student-wrist-accel-s").model.eval()
     for p in m.accel_stem.parameters():          # make the accel path visible at init

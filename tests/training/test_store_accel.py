@@ -11,15 +11,6 @@ from training.data import readers
 from training.data.dataset import WindowDataset
 from training.data.store import WindowStore
 from training.data.synthetic_wrist import ACCEL_AXES
-from training.prepare import main as prepare_main
-
-
-@pytest.fixture(scope="module")
-def wrist_store(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wacc") / "store"
-    assert prepare_main(["--source", "synthetic-wrist", "--input", "subjects=3,minutes=1,seed=3",
-                         "--out", str(out), "--quiet", "--workers", "1"]) == 0
-    return out
 
 
 def test_store_keeps_the_runtime_accel_windows(wrist_store):
@@ -28,7 +19,7 @@ def test_store_keeps_the_runtime_accel_windows(wrist_store):
     acc = st.column("accel")
     assert acc.shape == (len(st), 3, st.spec.ppg_len) and acc.dtype == np.float16
     # the first record's windows equal edge_runtime.accel on the reader's own record
-    unit = readers.discover("synthetic-wrist", "subjects=3,minutes=1,seed=3")[0]
+    unit = readers.discover("synthetic-wrist", "subjects=4,minutes=1,seed=2")[0]
     rec = readers.read_unit("synthetic-wrist", unit)[0]
     starts = st.column("start_s")[np.array(st.subject_ids()) == rec.subject_id]
     want, miss = accel_windows(np.stack([rec.signals[a].data for a in ACCEL_AXES]),
