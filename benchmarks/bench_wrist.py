@@ -2,6 +2,16 @@
 
     python -m benchmarks.bench_wrist --model runs/wrist/export/model_int8.tflite \
         [--troika ../shared/data/troika_test] [--bidmc-store stores/bidmc] [--json out.json]
+    python -m benchmarks.bench_wrist --model runs/wrist-accel/distill --against runs/wrist/distill \
+        --troika ../shared/data/troika_test --store stores/synthetic-wrist-accel --split val
+
+--model (and --against) is an int8 export (.tflite with its sidecar) or a distill/QAT run folder
+(the float student, rows named 'float student'). A model with an `accel` input gets each set's
+accelerometer through edge_runtime.accel (troika's own; a store's accel windows; zeros, a still
+wrist, where a set has none, which is what the runtime feeds a watch without one). With
+--against, both models run on the very same windows and the per-window |error| difference
+(model - against) is bootstrapped over subjects, overall and on the 80% each keeps by its own
+confidence.
 
 Sets: `troika_test` (evaluation only: wrist PPG channel 1 during exercise, 10-s windows from
 0 s, each labelled with the mean of the two 8-s ECG references that start at its start and 2 s
@@ -28,7 +38,7 @@ import numpy as np
 from anyppg.runs import atomic_write_json
 from edge_runtime import preprocess as pp
 from edge_runtime.accel import accel_windows
-from edge_runtime.contract import INPUTS, ContractError, check_ports, sidecar_inputs
+from edge_runtime.contract import ContractError, check_ports, sidecar_inputs
 from edge_runtime.interpreters import dequantize, litert, quantize_input
 from edge_runtime.spec import SignalSpec
 from training.data import readers
@@ -81,6 +91,69 @@ def run_model(it, sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.
     return {k: v[:, 0] if v.shape[1] == 1 else v for k, v in flat.items()}
 
 
+class FloatStudent:
+    """A distill/QAT run's float student behind the interface of the int8 rows: `inputs`
+    (sidecar-like entries by name), `run(inputs)`, `train_mean`, `decision`."""
+
+    def __init__(self, path: Path):
+        import torch  # noqa: F401  (float rows only: the int8 bench stays torch-free)
+        from training.checkpoint import StudentLoadError, build_student, label_norm_simple, load_checkpoint
+        try:
+            ck, ck_path = load_checkpoint(path)
+            key = "float_model" if ck.get("stage") == "qat" else "model"
+            self.student = build_student(ck, ck_path, state_key=key)
+        except StudentLoadError as e:
+            raise BenchError(str(e).splitlines()[0]) from None
+        self.spec = self.student.spec
+        self.inputs = [{"name": "ppg"}] + ([{"name": "accel"}] if self.student.model.takes_accel else [])
+        self.train_mean = label_norm_simple(self.student.label_norm).get("hr", {}).get("mean")
+        self.decision = 0.5
+        self.label = "float student"
+
+    def run(self, inputs: dict[str, np.ndarray], batch: int = 256) -> dict[str, np.ndarray]:
+        import torch
+        outs: dict[str, list] = {}
+        with torch.no_grad():
+            for i in range(0, len(inputs["ppg"]), batch):
+                x = torch.from_numpy(np.asarray(inputs["ppg"][i:i + batch], np.float32)).unsqueeze(1)
+                a = inputs.get("accel")
+                a = None if a is None else torch.from_numpy(
+                    np.ascontiguousarray(np.asarray(a[i:i + batch], np.float32).transpose(0, 2, 1)))
+                for k, v in self.student.model(x, a)._asdict().items():
+                    outs.setdefault(k, []).append(v.numpy())
+        return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+class Int8Student:
+    """An exported int8 student (LiteRT reference kernels), inputs and outputs by name."""
+
+    def __init__(self, path: Path):
+        self.it, self.sidecar = load_model(path)
+        self.spec = SignalSpec.from_dict(self.sidecar["spec"])
+        self.inputs = sidecar_inputs(self.sidecar)
+        self.train_mean = (self.sidecar.get("label_norm") or {}).get("hr", {}).get("mean")
+        self.decision = (self.sidecar.get("decision") or {}).get("hr_confidence_min", 0.5)
+        self.label = "int8 student"
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return run_model(self.it, self.sidecar, inputs)
+
+
+def open_model(path: str) -> FloatStudent | Int8Student:
+    p = Path(path)
+    return Int8Student(p) if p.suffix == ".tflite" else FloatStudent(p)
+
+
+def model_inputs(model, data: dict) -> dict[str, np.ndarray]:
+    """The inputs `model` declares, from a set: ppg, and accel (N, L, 3) from the set or zeros."""
+    names = [e["name"] for e in model.inputs]
+    out = {"ppg": data["ppg"]}
+    if "accel" in names:
+        out["accel"] = data["accel"] if "accel" in data else \
+            np.zeros((len(data["ppg"]), data["ppg"].shape[1], 3), np.float32)
+    return out
+
+
 # --------------------------------------------------------------------------- the sets
 def accel_window(rec, start: int, seg: int, spec: SignalSpec) -> np.ndarray:
     """(L, 3) accelerometer input of one window, by the one accel preprocessing
@@ -115,8 +188,11 @@ def store_set(path: str, split: str, spec: SignalSpec) -> dict:
     spec.check_compatible(st.spec, f"store {path}")
     hr = st.column("hr")
     ok = np.isfinite(hr)
-    return {"ppg": st.column("ppg")[ok], "hr": hr[ok], "flags": st.column("flags")[ok],
-            "subject": np.array(st.subject_ids())[ok]}
+    out = {"ppg": st.column("ppg")[ok], "hr": hr[ok], "flags": st.column("flags")[ok],
+           "subject": np.array(st.subject_ids())[ok]}
+    if st.has_accel:
+        out["accel"] = st.column("accel")[ok].astype(np.float32).transpose(0, 2, 1)
+    return out
 
 
 # --------------------------------------------------------------------------- scoring
@@ -145,8 +221,45 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, subject: np.ndarray, n: int =
     return float(d.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
+def paired_models(data: dict, a: dict, b: dict, coverage: float = 0.8) -> dict:
+    """Model a minus model b on the same windows: per-window |HR error| difference with its CI
+    over subjects, on all windows and at `coverage` (each model keeping its own most confident
+    windows: the difference of the two kept MAEs, CI by the same subject bootstrap)."""
+    y, subj = data["hr"], data["subject"]
+    ea, eb = np.abs(a["hr"] - y), np.abs(b["hr"] - y)
+    m, lo, hi = paired_bootstrap(ea, eb, subj)
+    keep = {}
+    for k, o in (("a", a), ("b", b)):
+        order = np.argsort(-o["hr_confidence"], kind="stable")
+        keep[k] = np.zeros(len(y), bool)
+        keep[k][order[:max(1, int(round(coverage * len(y))))]] = True
+    subs = np.unique(subj)
+    idx = [np.flatnonzero(subj == u) for u in subs]
+    rng = np.random.default_rng(0)
+    boots = []
+    for _ in range(2000):
+        pick = np.concatenate([idx[j] for j in rng.integers(0, len(subs), len(subs))])
+        ka, kb = keep["a"][pick], keep["b"][pick]
+        if ka.any() and kb.any():
+            boots.append(ea[pick][ka].mean() - eb[pick][kb].mean())
+    cov = float(ea[keep["a"]].mean() - eb[keep["b"]].mean())
+    return {"mae": [float(ea.mean()), float(eb.mean())], "diff": {"mean": m, "ci95": [lo, hi]},
+            f"mae_at_{coverage:.0%}": [float(ea[keep["a"]].mean()), float(eb[keep["b"]].mean())],
+            f"diff_at_{coverage:.0%}": {"mean": cov, "ci95": [float(np.percentile(boots, 2.5)),
+                                                              float(np.percentile(boots, 97.5))]}}
+
+
+def format_paired(r: dict, a: str, b: str) -> str:
+    c = next(k for k in r if k.startswith("diff_at_"))
+    m = next(k for k in r if k.startswith("mae_at_"))
+    return (f"  paired on the same windows, {a} - {b}: MAE {r['mae'][0]:.2f} vs {r['mae'][1]:.2f}, "
+            f"difference {r['diff']['mean']:+.2f} [{r['diff']['ci95'][0]:+.2f}, {r['diff']['ci95'][1]:+.2f}]; "
+            f"at {c[8:]} coverage {r[m][0]:.2f} vs {r[m][1]:.2f}, difference {r[c]['mean']:+.2f} "
+            f"[{r[c]['ci95'][0]:+.2f}, {r[c]['ci95'][1]:+.2f}] (95% CI over subjects)")
+
+
 def score_set(name: str, data: dict, model_out: dict, train_mean: float,
-              decision_min: float) -> dict:
+              decision_min: float, label: str = "int8 student") -> dict:
     """All rows of one set (see the module docstring)."""
     y = data["hr"]
     est = hr_estimates(data["ppg"], data["flags"])
@@ -154,7 +267,7 @@ def score_set(name: str, data: dict, model_out: dict, train_mean: float,
     err_student = np.abs(model_out["hr"] - y)
     conf = model_out["hr_confidence"]
     keep = conf >= decision_min
-    rows["int8 student"] = {"mae": float(err_student.mean()), "coverage": 1.0,
+    rows[label] = {"mae": float(err_student.mean()), "coverage": 1.0,
                             "curve": coverage_curve(err_student, conf),
                             "at_decision": {"threshold": decision_min, "coverage": float(keep.mean()),
                                             "mae": float(err_student[keep].mean()) if keep.any() else None}}
@@ -168,7 +281,8 @@ def score_set(name: str, data: dict, model_out: dict, train_mean: float,
     rows["training mean"] = {"mae": float(np.abs(train_mean - y).mean()), "coverage": 1.0}
     best = min(CLASSICAL, key=lambda k: rows[DISPLAY[k]]["mae_imputed"])
     diff = paired_bootstrap(err_student, imputed[best], data["subject"])
-    return {"set": name, "windows": int(len(y)), "subjects": int(len(np.unique(data["subject"]))),
+    return {"set": name, "student": label, "windows": int(len(y)),
+            "subjects": int(len(np.unique(data["subject"]))),
             "hr_range": [float(y.min()), float(y.max())], "rows": rows,
             "best_classical": DISPLAY[best],
             "student_minus_best_classical": {"mean": diff[0], "ci95": [diff[1], diff[2]]}}
@@ -183,7 +297,7 @@ def format_set(r: dict) -> str:
         imp = row.get("mae_imputed")
         lines.append(f"  {name:<22}{mae:>9}{row['coverage']:>10.1%}"
                      f"{'' if imp is None else f'{imp:.2f}':>9}")
-    s = r["rows"]["int8 student"]
+    s = r["rows"][r.get("student", "int8 student")]
     lines.append("  student by its own confidence: " + ", ".join(
         f"{c['coverage']:.0%} -> {c['mae']:.2f}" for c in s["curve"]))
     d = s["at_decision"]
@@ -196,48 +310,59 @@ def format_set(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _sets(args, spec: SignalSpec) -> list[tuple[str, dict]]:
+    sets = []
+    if args.troika:
+        sets.append(("troika_test", troika_set(args.troika, spec)))
+    if args.bidmc_store:
+        sets.append((f"BIDMC {args.split}", store_set(args.bidmc_store, args.split, spec)))
+    for path in args.store or ():
+        st = WindowStore(path)
+        sets.append((f"{st.index.get('source', path)} {args.split}", store_set(path, args.split, spec)))
+    if not sets:
+        raise BenchError("nothing to score: give --troika, --bidmc-store and/or --store")
+    return sets
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_wrist", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="model_int8.tflite (sidecar .json beside it)")
+    ap.add_argument("--model", required=True, help="model_int8.tflite (sidecar .json beside it), or a "
+                    "distill/QAT run folder (the float student)")
+    ap.add_argument("--against", default=None, help="a second model (same kinds) compared paired on the "
+                    "same windows")
     ap.add_argument("--troika", default=None, help="troika_test folder (evaluation only)")
     ap.add_argument("--bidmc-store", default=None, help="BIDMC window store (its test split is used)")
+    ap.add_argument("--store", action="append", help="another labelled window store (repeatable)")
     ap.add_argument("--split", default="test", help="store split to score (default test)")
     ap.add_argument("--train-mean", type=float, default=None,
                     help="training HR mean (default: the sidecar's label_norm.hr.mean)")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args(argv)
     try:
-        it, sidecar = load_model(Path(args.model))
-        spec = SignalSpec.from_dict(sidecar["spec"])
-        train_mean = args.train_mean
-        if train_mean is None:
-            train_mean = (sidecar.get("label_norm") or {}).get("hr", {}).get("mean")
+        model = open_model(args.model)
+        other = open_model(args.against) if args.against else None
+        if other is not None:
+            model.spec.check_compatible(other.spec, f"--against {args.against}")
+        train_mean = args.train_mean if args.train_mean is not None else model.train_mean
         if train_mean is None:
             raise BenchError(f"{args.model}: the sidecar records no training HR mean; pass --train-mean")
-        decision = (sidecar.get("decision") or {}).get("hr_confidence_min", 0.5)
-        sets = []
-        if args.troika:
-            sets.append(("troika_test", troika_set(args.troika, spec)))
-        if args.bidmc_store:
-            sets.append((f"BIDMC {args.split}", store_set(args.bidmc_store, args.split, spec)))
-        if not sets:
-            raise BenchError("nothing to score: give --troika and/or --bidmc-store")
         results = []
-        for name, data in sets:
-            inputs = {"ppg": data["ppg"]}
-            if "accel" in data:
-                inputs["accel"] = data["accel"]
-            out = run_model(it, sidecar, {k: v for k, v in inputs.items() if k in INPUTS})
-            results.append(score_set(name, data, out, float(train_mean), float(decision)))
+        for name, data in _sets(args, model.spec):
+            out = model.run(model_inputs(model, data))
+            results.append(score_set(name, data, out, float(train_mean), float(model.decision), model.label))
             print(format_set(results[-1]), flush=True)
+            if other is not None:
+                results[-1]["against"] = {"model": args.against,
+                                          **paired_models(data, out, other.run(model_inputs(other, data)))}
+                print(format_paired(results[-1]["against"], Path(args.model).name,
+                                    Path(args.against).name), flush=True)
     except (BenchError, readers.ReaderError, ValueError, FileNotFoundError) as e:
         print(f"bench_wrist: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     if args.json:
-        atomic_write_json(Path(args.json), {"model": args.model, "train_mean": train_mean,
-                                            "sets": results})
+        atomic_write_json(Path(args.json), {"model": args.model, "against": args.against,
+                                            "train_mean": train_mean, "sets": results})
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
