@@ -59,8 +59,9 @@ class EdgeModel:
         m = cls(name, data, sc, where, spec, {e["name"]: e for e in ins},
                 {e["name"]: e for e in outs}, backend, threads, interp)
         zero = np.zeros(spec.ppg_len, np.float32)
+        still = np.zeros((spec.ppg_len, 3), np.float32) if "accel" in m.inputs else None
         for _ in range(max(0, warmup)):
-            m.invoke_raw(zero)
+            m.invoke_raw(zero, still)
         return m
 
     @property

@@ -18,12 +18,24 @@ TIME_NAMES = ("time", "t", "timestamp", "time [s]", "time_s", "seconds")
 
 @dataclass
 class Recording:
-    """samples (T,) float64, optional timestamps (T,) in seconds, and a rate if the file says."""
+    """samples (T,) float64, optional timestamps (T,) in seconds, and a rate if the file says;
+    accel (T, 3) in g when accelerometer columns were asked for."""
     path: Path
     column: str
     samples: np.ndarray
     timestamps: np.ndarray | None = None
     fs: float | None = None
+    accel: np.ndarray | None = None
+
+
+def _accel(path: Path, names: list[str], want: list[str] | None, get) -> np.ndarray | None:
+    """(T, 3) from the three named columns (x, y, z), or None when none were asked for."""
+    if not want:
+        return None
+    if len(want) != 3:
+        raise InputError(f"{path}: --accel-columns takes three names (x,y,z), got {len(want)}")
+    cols = [_pick(names, w, (), "accel", path) for w in want]
+    return np.stack([np.asarray(get(c), np.float64).reshape(-1) for c in cols], axis=1)
 
 
 def _pick(names: list[str], want: str | None, defaults: tuple[str, ...], what: str, path: Path,
@@ -46,7 +58,8 @@ def _pick(names: list[str], want: str | None, defaults: tuple[str, ...], what: s
     return None
 
 
-def _read_csv(path: Path, column: str | None, time_column: str | None) -> Recording:
+def _read_csv(path: Path, column: str | None, time_column: str | None,
+              accel_columns: list[str] | None = None) -> Recording:
     try:
         data = np.genfromtxt(path, delimiter=",", names=True, dtype=np.float64,
                              deletechars="", autostrip=True, invalid_raise=False)
@@ -59,10 +72,12 @@ def _read_csv(path: Path, column: str | None, time_column: str | None) -> Record
     tcol = _pick(names, time_column, TIME_NAMES, "time", path, required=time_column is not None)
     x = np.atleast_1d(data[col]).astype(np.float64)
     t = np.atleast_1d(data[tcol]).astype(np.float64) if tcol else None
-    return Recording(path, col.strip(), x, t)
+    return Recording(path, col.strip(), x, t,
+                     accel=_accel(path, names, accel_columns, lambda c: np.atleast_1d(data[c])))
 
 
-def _read_npz(path: Path, column: str | None, time_column: str | None) -> Recording:
+def _read_npz(path: Path, column: str | None, time_column: str | None,
+              accel_columns: list[str] | None = None) -> Recording:
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -72,7 +87,8 @@ def _read_npz(path: Path, column: str | None, time_column: str | None) -> Record
     tcol = _pick(names, time_column, TIME_NAMES, "time", path, required=time_column is not None)
     fs = float(z["fs"]) if "fs" in names and z["fs"].size == 1 else None
     return Recording(path, col, np.asarray(z[col], np.float64).reshape(-1),
-                     np.asarray(z[tcol], np.float64).reshape(-1) if tcol else None, fs)
+                     np.asarray(z[tcol], np.float64).reshape(-1) if tcol else None, fs,
+                     _accel(path, names, accel_columns, lambda c: z[c]))
 
 
 def _read_wfdb(path: Path, column: str | None) -> Recording:
@@ -90,17 +106,20 @@ def _read_wfdb(path: Path, column: str | None) -> Recording:
 
 
 def read_recording(path: str | Path, column: str | None = None, time_column: str | None = None,
-                   time_unit: str = "s") -> Recording:
-    """A recording from CSV / CSV.GZ / NPZ / WFDB (.hea or .dat)."""
+                   time_unit: str = "s", accel_columns: list[str] | None = None) -> Recording:
+    """A recording from CSV / CSV.GZ / NPZ / WFDB (.hea or .dat); accel_columns: the x, y, z
+    accelerometer columns (g) of a CSV or NPZ."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     name = path.name.lower()
     if name.endswith((".csv", ".csv.gz", ".txt")):
-        rec = _read_csv(path, column, time_column)
+        rec = _read_csv(path, column, time_column, accel_columns)
     elif name.endswith(".npz"):
-        rec = _read_npz(path, column, time_column)
+        rec = _read_npz(path, column, time_column, accel_columns)
     elif name.endswith((".hea", ".dat")):
+        if accel_columns:
+            raise InputError(f"{path}: accelerometer columns are read from CSV or NPZ files only")
         rec = _read_wfdb(path, column)
     else:
         raise InputError(f"{path}: unknown format (CSV, CSV.GZ, NPZ or a WFDB .hea)")
@@ -108,4 +127,6 @@ def read_recording(path: str | Path, column: str | None = None, time_column: str
         rec.timestamps = rec.timestamps / 1000.0
     if len(rec.samples) == 0:
         raise InputError(f"{path}: column {rec.column!r} has no samples")
+    if rec.accel is not None and len(rec.accel) != len(rec.samples):
+        raise InputError(f"{path}: accelerometer columns have {len(rec.accel)} samples, the PPG {len(rec.samples)}")
     return rec

@@ -3,6 +3,7 @@
     anyppg run --model EXPORT --input recording.csv --fs 64 [--ppg-column NAME]
                [--time-column NAME [--time-unit ms]] [--out results.csv|results.json]
                [--backend xnnpack|ref|tflite-runtime] [--threads N] [--chunk-s S]
+               [--accel-columns AX,AY,AZ]   (a model with an accel input; g)
 
 Prints one row per window (status, reasons, HR, confidence, AF probability, the other heads)
 and writes CSV or JSON (the JSON adds embeddings). Without --fs the rate comes from the file
@@ -36,6 +37,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--time-column", help="place samples by these per-sample timestamps (seconds unless "
                    "--time-unit ms); a column named time/timestamp is otherwise only used for the rate")
     p.add_argument("--time-unit", choices=("s", "ms"), default="s")
+    p.add_argument("--accel-columns", help="x,y,z accelerometer columns in g (CSV/NPZ), for a model "
+                   "with an 'accel' input (edge_runtime.accel)")
     p.add_argument("--out", help="results .csv or .json")
     p.add_argument("--backend", choices=BACKENDS, default="xnnpack")
     p.add_argument("--threads", type=int, default=1)
@@ -82,7 +85,13 @@ def write_results(path: Path, results: list[WindowResult], meta: dict) -> None:
 
 def run(args) -> tuple[list[WindowResult], dict]:
     model = EdgeModel.load(args.model, backend=args.backend, threads=args.threads)
-    rec = read_recording(args.input, args.ppg_column, args.time_column, args.time_unit)
+    acc_cols = [c.strip() for c in args.accel_columns.split(",")] if args.accel_columns else None
+    rec = read_recording(args.input, args.ppg_column, args.time_column, args.time_unit, acc_cols)
+    takes = "accel" in model.inputs
+    if takes and rec.accel is None:
+        raise InputError(f"{args.model}: the model takes an 'accel' input: pass --accel-columns x,y,z (g)")
+    if rec.accel is not None and not takes:
+        raise InputError(f"{args.model}: the model takes no 'accel' input; drop --accel-columns")
     fs = args.fs if args.fs is not None else rec.fs
     if fs is None and rec.timestamps is not None:
         fs = rate_from_timestamps(rec.timestamps, f"{rec.path}")
@@ -94,12 +103,14 @@ def run(args) -> tuple[list[WindowResult], dict]:
     x, t = rec.samples, (rec.timestamps if args.time_column else None)
     step = max(1, int(round(args.chunk_s * stream.plan.nominal_hz))) if args.chunk_s > 0 else len(x)
     for i in range(0, len(x), step):
-        results += stream.push(x[i:i + step], None if t is None else t[i:i + step])
+        results += stream.push(x[i:i + step], None if t is None else t[i:i + step],
+                               None if rec.accel is None else rec.accel[i:i + step])
     results += stream.close()
     meta = {"model": str(args.model), "sidecar": model.sidecar_source, "backend": args.backend,
             "input": str(rec.path), "column": rec.column, "fs_declared": float(fs),
             "fs_nominal": stream.plan.nominal_hz, "rate_note": stream.plan.note,
-            "timestamps": t is not None, "outputs": model.output_names}
+            "timestamps": t is not None, "outputs": model.output_names,
+            "accel_columns": acc_cols}
     return results, meta
 
 
