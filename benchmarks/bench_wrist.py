@@ -310,6 +310,12 @@ def format_set(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _short(path: str) -> str:
+    """A model's name for a table: its folder and file (export files share one file name)."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.suffix else p.name
+
+
 def _sets(args, spec: SignalSpec) -> list[tuple[str, dict]]:
     sets = []
     if args.troika:
@@ -354,8 +360,8 @@ def main(argv=None) -> int:
             if other is not None:
                 results[-1]["against"] = {"model": args.against,
                                           **paired_models(data, out, other.run(model_inputs(other, data)))}
-                print(format_paired(results[-1]["against"], Path(args.model).name,
-                                    Path(args.against).name), flush=True)
+                print(format_paired(results[-1]["against"], _short(args.model), _short(args.against)),
+                      flush=True)
     except (BenchError, readers.ReaderError, ValueError, FileNotFoundError) as e:
         print(f"bench_wrist: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
