@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import tflite_file as tff
-from .contract import INPUTS, ContractError, check_ports, sidecar_inputs
+from .contract import ACCEL_PREPROCESSING, INPUTS, ContractError, check_ports, sidecar_inputs
 from .spec import SignalSpec, SpecMismatch
 
 SIDECAR_METADATA_NAME = "anyppg_sidecar"
@@ -146,6 +146,9 @@ def check_inputs(ins: list[dict], spec: SignalSpec, name: str) -> None:
         if e["dtype"] != "int8":
             raise ModelFileError(f"{name}: input {e['name']} is {e['dtype']}; the runtime feeds "
                                  f"full-int8 models ({INPUTS[e['name']].doc})")
+        if e["name"] == "accel" and e.get("preprocessing", ACCEL_PREPROCESSING) != ACCEL_PREPROCESSING:
+            raise ModelFileError(f"{name}: accel input made with preprocessing {e['preprocessing']!r}; "
+                                 f"this runtime feeds {ACCEL_PREPROCESSING!r}")
 
 
 def model_spec(sc: dict[str, Any], name: str, expect: SignalSpec | None = None) -> SignalSpec:

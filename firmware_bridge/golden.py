@@ -22,7 +22,7 @@ Format (one folder; version 1). Binary files are raw little-endian arrays in C o
         inputs:  [{"name", "position", "file": "input_<name>.i8", "dtype": "int8",
                    "shape": [K, ...per-window input shape], "scale", "zero_point", "from"}]
                   "from": "preprocessed" for ppg (quantize_input of `preprocessed`); any other
-                  input (e.g. accel) is "zeros": its z-scored window is 0 (a still sensor), so
+                  input (e.g. accel) is "zeros": a still sensor reads 0 (edge_runtime.accel), so
                   the file holds the zero point
         outputs: [{"name", "position", "file": "output_<name>.i8", "dtype": "int8",
                    "shape": [K, ...], "scale", "zero_point", "unit"}]

@@ -57,3 +57,18 @@ def test_windows_past_the_end_are_zero_and_missing():
 
 def test_contract_names_the_scale():
     assert f"{ACCEL_SCALE_G:g}" in INPUTS["accel"].unit and "clip" in INPUTS["accel"].doc
+
+
+def test_runtime_refuses_an_accel_input_made_with_another_preprocessing():
+    import pytest
+    from edge_runtime.contract import ACCEL_PREPROCESSING
+    from edge_runtime.sidecar import ModelFileError, check_inputs
+    ins = [{"name": "ppg", "shape": [1, 1250, 1], "dtype": "int8"},
+           {"name": "accel", "shape": [1, 1250, 3], "dtype": "int8", "preprocessing": ACCEL_PREPROCESSING}]
+    check_inputs(ins, SPEC, "m.tflite")
+    ins[1]["preprocessing"] = "z-score per window"
+    with pytest.raises(ModelFileError, match="accel input made with preprocessing 'z-score"):
+        check_inputs(ins, SPEC, "m.tflite")
+    ins[1]["shape"] = [1, 1250, 1]
+    with pytest.raises(ModelFileError, match="needs \\[1, 1250, 3\\]"):
+        check_inputs(ins, SPEC, "m.tflite")
