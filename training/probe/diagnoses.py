@@ -39,7 +39,7 @@ from . import protocol as P
 from .diagnoses_codes import DiagnosisTable, chapter_of, match_subjects, read_table
 from .diagnoses_report import headline, write_reports
 from .diagnoses_stats import ProbeSettings, benjamini_hochberg, probe_code
-from .embedders import load_embedder, seen_subjects_in_store
+from .embedders import embed_windows, load_embedder, seen_subjects_in_store
 
 DIAGNOSES_VERSION = 1
 # Flags that leave the PPG itself usable: a tiled short record, a bad paired ECG.
@@ -224,7 +224,7 @@ def probe_encoder(emb, cohort: Cohort, table: DiagnosisTable, tested: list[dict]
                   cfg: DiagnosesConfig) -> tuple[list[dict], dict]:
     """All codes for one encoder: rows with q and significance filled in, and OOF scores."""
     t0 = time.perf_counter()
-    z = emb.embed(cohort.x)
+    z = embed_windows(emb, cohort.x, cohort.flags, cohort.spec)
     log(f"{emb.name}: embedded {len(cohort.x)} windows ({z.shape[1]}-d, {time.perf_counter() - t0:.1f} s)")
     feats = pool_embeddings(z, cohort.row_subject, len(cohort.subjects),
                             cohort.flags if cfg.pool == "quality" else None, cfg.flagged_weight)

@@ -4,6 +4,7 @@
     emb = load_embedder("runs/x/checkpoints/latest.pt") # a checkpoint file
     emb = load_embedder("weights.pth", model="anyppg-net1d")   # a raw state dict
     emb = load_embedder("random:net1d-small:0")         # same architecture, random init (control)
+    emb = load_embedder("features")                     # classical PPG features (feature_encoder)
     Z = emb.embed(store.column("ppg"))
 
 An embedder is anything with
@@ -284,8 +285,22 @@ def _load_ckpt(spec: str, model: str | None = None, **opts) -> TorchEmbedder:
     return _from_checkpoint_obj(name, _torch_load(p), str(p), model, seen, opts, seen_known=known)
 
 
+def _load_features(spec: str, model: str | None = None, **opts):
+    from .feature_encoder import load_feature_embedder
+    return load_feature_embedder(spec)
+
+
 register_loader("run", lambda s: Path(s).is_dir() and (Path(s) / "manifest.json").is_file(), _load_run)
 register_loader("checkpoint", lambda s: Path(s).suffix in (".pt", ".pth") and Path(s).is_file(), _load_ckpt)
+register_loader("features", lambda s: s == "features" or s.startswith("features:"), _load_features)
+
+
+def embed_windows(emb, x: np.ndarray, flags: np.ndarray | None = None, spec: SignalSpec | None = None) -> np.ndarray:
+    """emb.embed(x) (N, L) -> (N, D); embedders with `uses_store_context` (the classical-features
+    encoder) also get the windows' quality flags (N,) and the store's PPG rate."""
+    if getattr(emb, "uses_store_context", False):
+        return emb.embed(x, flags=flags, fs=spec.ppg_fs if spec is not None else None)
+    return emb.embed(x)
 
 
 def check_embedder_spec(spec: str) -> str:

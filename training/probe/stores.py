@@ -15,6 +15,7 @@ from edge_runtime.spec import SPECS
 from training.data.build import BuildOptions, build_store
 from training.data.records import ReaderError
 
+from .embedders import embed_windows
 from .tasks import Task
 
 
@@ -88,7 +89,7 @@ class StoreData:
     def embedding(self, emb) -> np.ndarray:
         if emb.name not in self._emb:
             t = time.perf_counter()
-            self._emb[emb.name] = emb.embed(self.x)
+            self._emb[emb.name] = embed_windows(emb, self.x, self.flags, self.store.spec)
             self.timings[f"embed:{emb.name}"] = time.perf_counter() - t
             log(f"  embedded {len(self.x)} windows of {self.path.name} with {emb.name} "
                 f"({self._emb[emb.name].shape[1]}-d, {self.timings[f'embed:{emb.name}']:.1f} s)")
