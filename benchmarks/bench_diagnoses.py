@@ -1,7 +1,7 @@
 """Disease-wide probing demonstrated: PPG-BP's diagnoses, and a synthetic cohort with planted ones.
 
     python -m benchmarks.bench_diagnoses --out runs/diagnoses \\
-        [--encoder random:net1d-small --encoder runs/bidmc/pretrain] [--synthetic] [--set k=v ...]
+        [--encoder random:net1d-small --encoder runs/bidmc/pretrain --encoder features] [--synthetic] [--set k=v ...]
 
 PPG-BP: the subject table (`PPG-BP dataset.xlsx`, read through the PPG-BP reader) becomes a
 diagnosis table with ICD-10 categories:
@@ -120,7 +120,7 @@ def synthetic(out: Path, encoders: list[str], sets: list[str], subjects: int, se
 
 def default_encoders() -> list[str]:
     runs = [p for p in ("runs/bidmc/pretrain", "runs/bidmc-diag/pretrain") if (Path(p) / "manifest.json").is_file()]
-    return runs[:1] + ["random:net1d-small"]
+    return runs[:1] + ["random:net1d-small", "features"]
 
 
 def main(argv=None) -> int:
@@ -128,7 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/diagnoses")
     ap.add_argument("--data", default=None, help="PPG-BP folder (default: <shared data>/ppg_bp)")
     ap.add_argument("--stores", default="stores")
-    ap.add_argument("--encoder", action="append", help="default: runs/bidmc/pretrain if present, random:net1d-small")
+    ap.add_argument("--encoder", action="append",
+                    help="default: runs/bidmc/pretrain if present, random:net1d-small, features")
     ap.add_argument("--set", action="append", default=[], help="DiagnosesConfig override for the probes")
     ap.add_argument("--synthetic", action="store_true", help="also the planted synthetic cohort")
     ap.add_argument("--subjects", type=int, default=400)

@@ -111,6 +111,10 @@ def test_cohort_files(tiny_cohort):
     rows = list(csv.DictReader((out / "diagnoses.csv").open()))
     assert {r["subject"] for r in rows} == {f"cohort3_{i:04d}" for i in range(40)}
     assert truth["conditions"]["I48"]["trait_auroc"] == 1.0      # AF planted in every positive
+    # permanent AF fills every recording: its episode seconds separate as well as the trait
+    assert truth["conditions"]["I48"]["observed_trait"] == "af_s"
+    assert truth["conditions"]["I48"]["observed_auroc"] == 1.0
+    assert "observed_auroc" not in truth["conditions"]["K21"]
     n = sum(1 for r in rows if r["code"] == "N40")
     assert n == truth["conditions"]["N40"]["n_pos"]
 

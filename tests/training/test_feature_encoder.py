@@ -109,3 +109,18 @@ def test_embed_windows_passes_store_context_only_to_encoders_that_use_it():
     embed_windows(Plain(), x, np.array([1, 2]), SPEC)
     embed_windows(Ctx(), x, np.array([1, 2]), SPEC)
     assert seen == {"plain": (2, SPEC.ppg_len), "ctx": ([1, 2], FS)}
+
+
+def test_store_data_embeds_with_the_stores_flags(tmp_path):
+    """The task probe's store loader hands the encoder the store's own flags and rate."""
+    from training.data.synthetic_cohort import DEFAULT_CONDITIONS, write_cohort
+    from training.probe.stores import StoreData
+    conds = tuple(c for c in DEFAULT_CONDITIONS if c.code in ("I48", "K21"))
+    write_cohort(tmp_path / "c", subjects=6, seconds=20.0, seed=1, conditions=conds)
+    sd = StoreData(tmp_path / "c" / "store")
+    sd.flags = sd.flags.copy()
+    sd.flags[0] |= FLAG_CLIPPING                      # a flag the encoder can only know from the store
+    Z = sd.embedding(load_embedder("features"))
+    assert Z.shape == (len(sd.x), len(FEATURE_NAMES)) and np.isfinite(Z).all()
+    assert _col(Z, "flag_clipping")[0] == 1.0
+    assert np.array_equal(_col(Z, "flag_clipping")[1:] == 1.0, (sd.flags[1:] & FLAG_CLIPPING) != 0)
