@@ -66,10 +66,13 @@ class ExportConfig:
     seed: int = 0
     # decision.hr_confidence_min: the lowest threshold at which the kept windows of the
     # decision split (QAT fake-quant outputs) have HR MAE <= hr_mae_target_bpm, keeping at
-    # least decision_min_coverage of them; else the contract's default (recorded as not met)
+    # least decision_min_coverage of them; else the threshold that keeps decision_fallback_coverage
+    # of them (recorded as "target not met"; 0: the contract's default). Candidates are the
+    # output's own int8 grid (k/256): confidences bunch near 1, a 0.05 grid cannot resolve them.
     decision_split: str = "val"
     hr_mae_target_bpm: float = HR_CONFIDENT_WITHIN_BPM / 2
     decision_min_coverage: float = 0.5
+    decision_fallback_coverage: float = 0.8
 
 
 def _onnx2tf_version() -> str | None:
@@ -297,16 +300,24 @@ def choose_decision(cfg: ExportConfig, m: QATModel, data: Path) -> tuple[dict, d
     err = np.abs(np.concatenate(hr) - hr_col[rows])
     conf = np.concatenate(conf)
     curve = []
-    for t in np.round(np.arange(0.0, 0.96, 0.05), 2):
+    for t in np.arange(256) / 256.0:        # hr_confidence's int8 grid (scale 1/256)
         keep = conf >= t
-        cov = float(keep.mean())
-        curve.append({"threshold": float(t), "coverage": cov,
+        curve.append({"threshold": float(t), "coverage": float(keep.mean()),
                       "hr_mae": float(err[keep].mean()) if keep.any() else None})
     ok = [c for c in curve if c["hr_mae"] is not None and c["hr_mae"] <= cfg.hr_mae_target_bpm
           and c["coverage"] >= cfg.decision_min_coverage]
+    fallback = [c for c in curve if c["coverage"] >= cfg.decision_fallback_coverage]
     if ok:
         decision["hr_confidence_min"] = ok[0]["threshold"]
-    report.update({"status": "met" if ok else "default: target not met at any threshold",
+        status = "met"
+    elif cfg.decision_fallback_coverage > 0 and fallback:
+        decision["hr_confidence_min"] = fallback[-1]["threshold"]
+        status = f"target not met: threshold keeps {fallback[-1]['coverage']:.1%} of the windows"
+    else:
+        status = "default: target not met at any threshold"
+    # the report keeps the curve where it changes (coverage steps), not all 256 rows
+    curve = [c for i, c in enumerate(curve) if i == 0 or c["coverage"] != curve[i - 1]["coverage"]]
+    report.update({"status": status,
                    "n_windows": int(len(rows)), "hr_mae_all": float(err.mean()),
                    "hr_confidence_min": decision["hr_confidence_min"], "curve": curve})
     return decision, report
