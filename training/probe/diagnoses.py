@@ -1,7 +1,7 @@
 """`anyppg probe --diagnoses TABLE`: disease-wide probing of frozen PPG embeddings.
 
     anyppg probe --diagnoses dx.csv --store stores/ppgbp --encoder runs/bidmc/pretrain \\
-                 --encoder random:net1d-small --out runs/ppgbp/diagnoses
+                 --encoder random:net1d-small --encoder features --out runs/ppgbp/diagnoses
     anyppg probe --diagnoses dx.csv --source ppg-bp --input ../shared/data/ppg_bp ...  (prepared
                  on demand into --stores)
 
@@ -254,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stores", default="stores", help="where on-demand stores are kept")
     p.add_argument("--spec", default="small", choices=sorted(SPECS))
     p.add_argument("--encoder", action="append", required=True,
-                   help="run folder, checkpoint or random:<model> (repeat: side by side)")
+                   help="run folder, checkpoint, random:<model> or features (classical PPG "
+                        "features, training.probe.feature_encoder); repeat: side by side")
     p.add_argument("--model", help="registry architecture of a raw state dict")
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")

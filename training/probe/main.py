@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                "Subjects an encoder was trained on (its manifest's 'trained_on_subjects', same\n"
                "dataset) are removed from every method of that task.\n\n"
                f"real datasets are read from $ANYPPG_SHARED_DATA or {shared_data_dir()}")
-    p.add_argument("--encoder", action="append", default=[], help="encoder to probe (repeatable)")
+    p.add_argument("--encoder", action="append", default=[],
+                   help="encoder to probe (repeatable): run folder, checkpoint, random:<model> or "
+                        "features (classical PPG features)")
     p.add_argument("--model", default=None, help="registry model of a raw state-dict checkpoint")
     p.add_argument("--seen", action="append", default=[],
                    help="a run folder or manifest.json whose 'store' + 'trained_on_subjects' count as "
