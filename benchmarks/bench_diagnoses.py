@@ -17,7 +17,13 @@ and subjects without any of them are in the table with no code (known, not diagn
 store is `anyppg data prepare --source ppg-bp` (kept under --stores). Then `anyppg probe
 --diagnoses` runs with every --encoder side by side and writes OUT/ppgbp/ (diagnoses.csv, .md,
 .json, phewas.png). --synthetic also writes the planted cohort (training.data.synthetic_cohort)
-and its probe into OUT/synthetic/, and prints which planted codes were found.
+and its probe into OUT/synthetic/ (OUT/synthetic/seed<N>/ for several --seeds), and prints which
+planted codes were found. The synthetic test's check on five seeds:
+
+    python -m benchmarks.bench_diagnoses --out runs/diagnoses --skip-ppgbp --synthetic --encoder features \\
+        --subjects 400 --seeds 0,1,2,3,4 --codes I48,I50,E05,G20,K21,M54,F32,statin_use \\
+        --set inner_folds=3 --set bootstrap=50 --set null_permutations=40 --set permutation_below=10 \\
+        --set demographics=false
 """
 from __future__ import annotations
 
@@ -105,17 +111,65 @@ def _print(result: dict) -> None:
                      if r.get("auroc_demo") is not None else ""))
 
 
-def synthetic(out: Path, encoders: list[str], sets: list[str], subjects: int, seconds: float, seed: int) -> dict:
-    from training.data.synthetic_cohort import write_cohort
-    truth = write_cohort(out / "cohort", subjects=subjects, seconds=seconds, seed=seed, overwrite=True)
+def _print_paired(probe_dir: Path, table: Path) -> None:
+    print("  paired AUROC differences (95% CI, subject bootstrap; a CI that holds 0 is a tie):")
+    for d in paired_deltas(probe_dir, table):
+        lo, hi = d["ci"] or (float("nan"), float("nan"))
+        print(f"    {d['code']:10s} {d['a']} - {d['b']}: {d['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+              f"{'' if d['ci'] is None or lo <= 0 <= hi else ' (CI excludes 0)'}")
+
+
+def synthetic(out: Path, encoders: list[str], sets: list[str], subjects: int, seconds: float, seed: int,
+              codes: list[str] | None = None) -> dict:
+    """The planted cohort (only `codes`, if given) written to OUT/cohort and probed into OUT/probe."""
+    from training.data.synthetic_cohort import DEFAULT_CONDITIONS, write_cohort
+    conds = DEFAULT_CONDITIONS
+    if codes:
+        unknown = sorted(set(codes) - {c.code for c in conds})
+        if unknown:
+            raise ValueError(f"--codes: {unknown} are not conditions of the synthetic cohort")
+        conds = tuple(c for c in conds if c.code in codes)
+    truth = write_cohort(out / "cohort", subjects=subjects, seconds=seconds, seed=seed, conditions=conds,
+                         overwrite=True)
     res = _probe(out / "cohort" / "diagnoses.csv", out / "cohort" / "store", encoders, out / "probe", sets)
     print(f"synthetic cohort ({subjects} subjects x {seconds:g} s, seed {seed}): {out / 'probe'}")
     for r in res["rows"]:
         t = truth["conditions"][r["code"]]
         ta = "-" if t["trait_auroc"] is None else f"{t['trait_auroc']:.2f}"
-        print(f"  {r['encoder']:24s} {r['code']:10s} {t['strength']:11s} planted-trait AUROC {ta:>4s}  "
-              f"probe {r['auroc']:.3f} q={r['q']:.2g} {'FOUND' if r['significant'] else '-'}")
+        oa = "" if t.get("observed_auroc") is None else f" (in the recording {t['observed_auroc']:.2f})"
+        print(f"  {r['encoder']:24s} {r['code']:10s} {t['strength']:11s} planted-trait AUROC {ta:>4s}{oa}  "
+              f"probe {r['auroc']:.3f} [{r['auroc_lo']:.3f}, {r['auroc_hi']:.3f}] q={r['q']:.2g} "
+              f"{'FOUND' if r['significant'] else '-'}")
     return res
+
+
+def paired_deltas(probe_dir: Path, table: Path, rounds: int = 1000, seed: int = 0) -> list[dict]:
+    """AUROC(a) - AUROC(b) with a 95% subject-bootstrap CI for every code and pair of encoders of
+    a finished probe folder, on its saved out-of-fold scores (same subjects, same folds)."""
+    import numpy as np
+    from training.probe.diagnoses_codes import match_subjects, read_table
+    from training.probe.diagnoses_stats import paired_delta_ci
+    from training.probe import protocol as P
+    sc = np.load(probe_dir / "scores.npz")
+    subjects = [str(s) for s in sc["subjects"]]
+    t = read_table(table)
+    mapping, _, _ = match_subjects(t.subjects, subjects)
+    codes_of = {mapping[k]: v for k, v in t.codes.items() if k in mapping}
+    by_code: dict[str, dict[str, np.ndarray]] = {}
+    for key in sc.files:
+        if "|" in key:
+            enc, code = key.split("|", 1)
+            by_code.setdefault(code, {})[enc] = sc[key]
+    out = []
+    for code, scores in sorted(by_code.items()):
+        y = np.array([code in codes_of.get(s, set()) for s in subjects], int)
+        encs = list(scores)
+        for i, a in enumerate(encs):
+            for b in encs[i + 1:]:
+                ci = paired_delta_ci(y, scores[a], scores[b], rounds, seed)
+                out.append({"code": code, "a": a, "b": b, "delta": P.auroc(y, scores[a]) - P.auroc(y, scores[b]),
+                            "ci": ci})
+    return out
 
 
 def default_encoders() -> list[str]:
@@ -134,12 +188,22 @@ def main(argv=None) -> int:
     ap.add_argument("--synthetic", action="store_true", help="also the planted synthetic cohort")
     ap.add_argument("--subjects", type=int, default=400)
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="cohort seeds, comma-separated (one cohort and probe each)")
+    ap.add_argument("--codes", default=None, help="only these planted conditions, comma-separated "
+                    "(default: all of synthetic_cohort.DEFAULT_CONDITIONS)")
+    ap.add_argument("--skip-ppgbp", action="store_true", help="only the synthetic cohort")
+    ap.add_argument("--paired-only", action="store_true",
+                    help="print the paired encoder differences of an existing OUT/ppgbp probe and exit")
     args = ap.parse_args(argv)
     out, encoders = Path(args.out), args.encoder or default_encoders()
     data = Path(args.data) if args.data else shared_data_dir() / "ppg_bp"
     try:
-        if not data.exists():
+        if args.paired_only:
+            _print_paired(out / "ppgbp", out / "ppgbp_diagnoses.csv")
+            return 0
+        if args.skip_ppgbp:
+            pass
+        elif not data.exists():
             print(f"PPG-BP not found at {data}: skipped (see ../shared/data/README.md)")
         else:
             text, counts = ppgbp_table(data)
@@ -149,8 +213,13 @@ def main(argv=None) -> int:
                          out / "ppgbp", args.set)
             print(f"PPG-BP ({res['cohort']['subjects_probed']} subjects): {out / 'ppgbp'}")
             _print(res)
+            _print_paired(out / "ppgbp", out / "ppgbp_diagnoses.csv")
         if args.synthetic:
-            synthetic(out / "synthetic", encoders, args.set, args.subjects, args.seconds, args.seed)
+            seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+            codes = [c.strip() for c in args.codes.split(",")] if args.codes else None
+            for seed in seeds:
+                sub = out / "synthetic" / (f"seed{seed}" if len(seeds) > 1 else "")
+                synthetic(sub, encoders, args.set, args.subjects, args.seconds, seed, codes)
     except (ValueError, FileNotFoundError) as e:
         print(f"bench_diagnoses: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1

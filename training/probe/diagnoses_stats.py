@@ -115,7 +115,7 @@ def calibrated_pvalue(auc: float, null: np.ndarray, n_pos: int, permutation_belo
     return float(stats.norm.sf((auc - float(np.mean(null))) / max(sd, 1e-9))), "permutation-normal"
 
 
-def _paired_delta_ci(y, a, b, rounds: int, seed: int, level: float = 0.95) -> list[float] | None:
+def paired_delta_ci(y, a, b, rounds: int, seed: int, level: float = 0.95) -> list[float] | None:
     """Bootstrap CI over subjects of AUROC(a) - AUROC(b) on the same resamples."""
     rng = np.random.default_rng(seed)
     n = len(y)
@@ -166,6 +166,6 @@ def probe_code(ppg: np.ndarray, demo: np.ndarray | None, y: np.ndarray,
     res.p, res.p_method = calibrated_pvalue(res.auroc["ppg"], null, res.n_pos, st.permutation_below)
     if "demo" in scores:
         res.delta = res.auroc["ppg+demo"] - res.auroc["demo"]
-        res.delta_ci = _paired_delta_ci(y, scores["ppg+demo"], scores["demo"], st.bootstrap, st.seed)
+        res.delta_ci = paired_delta_ci(y, scores["ppg+demo"], scores["demo"], st.bootstrap, st.seed)
     res.scores = scores["ppg"]
     return res
