@@ -113,10 +113,17 @@ def _pair_cell(p: dict | None) -> str:
 CLASSICAL = ("hr-spectral", "hr-neurokit2", "hr-heartpy", "rr-fusion")
 
 
+def _classical(b: dict, c: str) -> str:
+    """A classical estimator where it returns a value (coverage if not all windows), then with
+    its failures imputed by the training mean when that changes the figure."""
+    s, imp = _val(b.get(c), False), _val(b.get(c + "+imp"), False)
+    return f"{s}; {imp} imputed" if imp and (b.get(c) or {}).get("coverage", 1) < 1 else s
+
+
 def teacher_probe_table(probe: dict) -> list[str]:
     pre, rnd = _enc(probe, "pretrain"), next((e["name"] for e in probe["encoders"] if e["name"].startswith("random:")), None)
     head = ["task", "metric", "subjects (windows)", "pretrained", "random init", "subject mean / prior",
-            "HRV+morph.", *(c for c in CLASSICAL), *(c + " (failures imputed)" for c in CLASSICAL)]
+            "HRV+morph.", *CLASSICAL]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, t in probe["tasks"].items():
         if t.get("status") != "ok":
@@ -124,8 +131,7 @@ def teacher_probe_table(probe: dict) -> list[str]:
         b = t["baselines"]
         cells = [name, t["metric"], f"{t['n_subjects']} ({t['n_windows']})", _val(t["encoders"].get(pre)),
                  _val(t["encoders"].get(rnd), False), _val(b.get("subject-mean") or b.get("prior"), False),
-                 _val(b.get("features"), False), *(_val(b.get(c), False) for c in CLASSICAL),
-                 *(_val(b.get(c + "+imp"), False) for c in CLASSICAL)]
+                 _val(b.get("features"), False), *(_classical(b, c) for c in CLASSICAL)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Paired differences, method minus reference on the same windows (95% CI, subject bootstrap; "
               "MAE lower is better, AUROC / macro-F1 higher):", "",
@@ -210,6 +216,31 @@ def tflite_bytes(path: Path) -> dict:
             "other": total - sum(data.values()) - qparams}
 
 
+def parity_detail_rows(par: dict) -> list[str]:
+    """Rows of the parity table beyond the summary: worst window, XNNPACK, HR against the labels,
+    where LiteRT's reference kernels and TFLite Micro differ (QAT file | calibration file)."""
+    e, bx = par.get("engines", {}), par.get("bit_exactness", {})
+    get = lambda eng, cmp, k: (e.get(eng, {}).get(cmp) or {}).get(k)
+    f5 = lambda v: "" if v is None else f"{v:.5f}"
+    f3 = lambda v: "" if v is None else f"{v:.3f}"
+    fl = get("torch_float", "vs_float", "hr_mae_vs_label")
+
+    def mism(label: str) -> str:
+        b = bx.get(label) or {}
+        if "ref_vs_tflm_mismatches" not in b:
+            return ""
+        per = ", ".join(f"{k} {v}" for k, v in b["ref_vs_tflm_mismatches"].items() if v)
+        return (f"{sum(b['ref_vs_tflm_mismatches'].values())} of {b['ref_vs_tflm_values']:,} values"
+                + (f" ({per}; max {b['ref_vs_tflm_max_abs_diff']} step)" if per else ""))
+    return [f"| int8 vs float embedding cosine, worst window | {f5(get('qat/litert_ref', 'vs_float', 'embedding_cosine_min'))} "
+            f"| {f5(get('calib/litert_ref', 'vs_float', 'embedding_cosine_min'))} |",
+            f"| XNNPACK kernels vs fake-quant embedding cosine | "
+            f"{f5(get('qat/litert_xnnpack', 'vs_fakequant', 'embedding_cosine_mean'))} | |",
+            f"| HR MAE against the labels, bpm (float student {f3(fl)}) | "
+            f"{f3(get('qat/litert_ref', 'vs_float', 'hr_mae_vs_label'))} | {f3(get('calib/litert_ref', 'vs_float', 'hr_mae_vs_label'))} |",
+            f"| LiteRT reference vs TFLite Micro, int8 values that differ | {mism('qat')} | {mism('calib')} |"]
+
+
 def quant_tables(runs: Path) -> list[str]:
     exp = runs / "export"
     par = _json(exp / "parity.json")
@@ -219,6 +250,7 @@ def quant_tables(runs: Path) -> list[str]:
     s = par["summary"]
     f5 = lambda k: "" if s.get(k) is None else f"{s[k]:.5f}"
     f3 = lambda k: "" if s.get(k) is None else f"{s[k]:+.3f}"
+    yn = lambda k, f: {True: "yes", False: "no"}.get((s.get(k) or {}).get(f), "")
     lines = [f"Parity on {par.get('n_windows')} windows of the `{par.get('split')}` split:", "",
              "| measure | QAT file | plain-calibration file |", "|---|---|---|",
              f"| int8 vs float embedding cosine (target >= 0.999) | {f5('qat_file_vs_float_embedding_cosine')} "
@@ -226,27 +258,31 @@ def quant_tables(runs: Path) -> list[str]:
              f"| int8 vs fake-quant embedding cosine | {f5('qat_file_vs_fakequant_embedding_cosine')} | |",
              f"| HR MAE increase against the labels, bpm (target <= 0.5) | {f3('qat_file_hr_mae_increase_bpm')} "
              f"| {f3('calib_file_hr_mae_increase_bpm')} |",
-             f"| LiteRT reference vs TFLite Micro, embedding bit-exact | "
-             f"{(s.get('ref_vs_tflm_embedding_bit_exact') or {}).get('qat')} "
-             f"| {(s.get('ref_vs_tflm_embedding_bit_exact') or {}).get('calib')} |",
-             f"| LiteRT reference vs TFLite Micro, every output bit-exact | "
-             f"{(s.get('ref_vs_tflm_bit_exact') or {}).get('qat')} | {(s.get('ref_vs_tflm_bit_exact') or {}).get('calib')} |",
-             ""]
+             f"| LiteRT reference vs TFLite Micro, embedding bit-exact | {yn('ref_vs_tflm_embedding_bit_exact', 'qat')} "
+             f"| {yn('ref_vs_tflm_embedding_bit_exact', 'calib')} |",
+             f"| LiteRT reference vs TFLite Micro, every output bit-exact | {yn('ref_vs_tflm_bit_exact', 'qat')} "
+             f"| {yn('ref_vs_tflm_bit_exact', 'calib')} |",
+             *parity_detail_rows(par), ""]
     ops = man["metrics"].get("ops") or {}
     if ops:
-        lines.append("Ops: " + ", ".join(f"{k} {v}" for k, v in ops.items()) + ".")
+        lines.append("- Ops: " + ", ".join(f"{k} {v}" for k, v in ops.items()) + ".")
+    tpu = man["metrics"].get("edgetpu") or {}
+    if tpu:
+        lines.append(f"- Edge TPU rules (offline): {tpu.get('mapped_ops')} ops mapped, {tpu.get('cpu_ops')} on the CPU, "
+                     f"all on the TPU: {'yes' if tpu.get('all_on_tpu') else 'no'}.")
+    lines.append("- sha256 " + ", ".join(f"`{k}` {v[:16]}..." for k, v in (man.get("files") or {}).items()) + ".")
     b = tflite_bytes(exp / "model_int8.tflite")
     const = ", ".join(f"{k} {v:,}" for k, v in sorted(b["constants_by_type"].items()))
-    lines.append(f"`model_int8.tflite`: {b['total']:,} bytes = constants ({const}) + quantisation "
+    lines.append(f"- `model_int8.tflite`: {b['total']:,} bytes = constants ({const}) + quantisation "
                  f"parameters {b['quant_params']:,} + graph and metadata {b['other']:,}.")
     t = man["metrics"].get("timings", {})
-    lines.append("Timings (this run): " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()))
+    lines.append("- Timings (this run): " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()) + ".")
     q = _json(runs / "qat" / "manifest.json")
     if q:
         for split in ("val", "test"):
             v = q["metrics"].get(split, {})
             if "embedding_cosine_mean" in v:
-                lines.append(f"QAT fake-quant vs float, {split} ({v['n_windows']} windows): cosine "
+                lines.append(f"- QAT fake-quant vs float, {split} ({v['n_windows']} windows): cosine "
                              f"{v['embedding_cosine_mean']:.5f} (min {v['embedding_cosine_min']:.4f}); "
                              f"selection split: {q['config'].get('selection_split')}")
     return lines + [""]
