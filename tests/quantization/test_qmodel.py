@@ -183,3 +183,29 @@ def test_store_of_another_filter_band_is_refused(stage, tmp_path, distill_run, q
     err = _error_lines(capsys.readouterr().err)
     assert rc == 1 and len(err) == 1 and "ppg_band_hz" in err[0] and "another signal spec" in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+class _OptionalInput(nn.Module):
+    """forward(x, accel=None) like a student with an optional second input."""
+
+    def __init__(self, takes_accel: bool):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 2, 3, padding=1)
+        self.takes_accel = takes_accel
+
+    def forward(self, x, accel=None):
+        y = self.conv(x)
+        if accel is not None:
+            y = y + accel
+        return torch.relu(y)
+
+
+def test_trace_drops_an_optional_input_the_model_does_not_take():
+    x = torch.randn(2, 1, 8)
+    gm = qm.trace(_OptionalInput(takes_accel=False))
+    assert [n.name for n in gm.graph.nodes if n.op == "placeholder"] == ["x"]
+    assert torch.equal(gm(x), torch.relu(gm.conv(x)))
+    both = qm.trace(_OptionalInput(takes_accel=True))
+    assert len([n for n in both.graph.nodes if n.op == "placeholder"]) == 2
+    a = torch.randn(2, 2, 8)
+    assert torch.allclose(both(x, a), torch.relu(both.conv(x) + a))
