@@ -34,14 +34,19 @@ def set_args(*items: str) -> list[str]:
     return [tok for it in items for tok in ("--set", it)]
 
 
+def prepared_store(tmp_path_factory, name: str, source: str, input_: str):
+    """A store made by `anyppg data prepare --source SOURCE --input INPUT` in a fresh temp folder."""
+    from training.prepare import main as prepare_main
+    out = tmp_path_factory.mktemp(name) / "store"
+    assert prepare_main(["--source", source, "--input", input_,
+                         "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    return out
+
+
 @pytest.fixture(scope="session")
 def paired_store(tmp_path_factory):
     """A small synthetic store with paired ECG (8 subjects x 2 min), prepared once per session."""
-    from training.prepare import main as prepare_main
-    out = tmp_path_factory.mktemp("paired") / "store"
-    assert prepare_main(["--source", "synthetic", "--input", "subjects=8,minutes=2,seed=11",
-                         "--out", str(out), "--quiet", "--workers", "1"]) == 0
-    return out
+    return prepared_store(tmp_path_factory, "paired", "synthetic", "subjects=8,minutes=2,seed=11")
 
 
 # ------------------------------------------------------------------ one tiny chain per session

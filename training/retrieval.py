@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from anyppg.stage import one_line
 from training.data.store import WindowStore
 
 
@@ -89,7 +90,7 @@ def retrieval_report(model, store_path, split: str = "test", batch: int = 64, se
     try:
         st = WindowStore(store_path, split=split)
     except (ValueError, FileNotFoundError) as e:
-        return {"status": f"not measured: {str(e).splitlines()[0]}"}
+        return {"status": f"not measured: {one_line(e)}"}
     if len(st) == 0 or not st.has_ecg:
         return {"status": f"not measured: split {split!r} of {store_path} has no paired windows"}
     zp, ze = embed_pairs(model, st)

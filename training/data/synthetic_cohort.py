@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from anyppg.runs import atomic_dir, atomic_write_json, atomic_write_text
+from anyppg.stage import one_line
 from edge_runtime import preprocess as pp
 from edge_runtime.spec import SPECS, SignalSpec
 from training.data.store import PartWriter, part_name, rebuild_index, subject_split
@@ -275,7 +276,7 @@ def main(argv=None) -> int:
         t = write_cohort(args.out, args.subjects, args.seconds, args.seed, SPECS[args.spec],
                          overwrite=args.overwrite)
     except (ValueError, FileExistsError) as e:
-        print(f"synthetic_cohort: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        print(f"synthetic_cohort: error: {one_line(e)}", file=sys.stderr)
         return 1
     for code, c in t["conditions"].items():
         ta, oa = c["trait_auroc"], c.get("observed_auroc")
