@@ -43,11 +43,11 @@ from edge_runtime.interpreters import dequantize, litert, quantize_input
 from edge_runtime.spec import SignalSpec
 from training.data import readers
 from training.data.store import WindowStore
+from training.data.synthetic_wrist import ACCEL_AXES
 from training.probe.baselines import DISPLAY, hr_estimates
 
 COVERAGES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 CLASSICAL = ("hr-spectral", "hr-neurokit2", "hr-heartpy")
-ACCEL_AXES = ("accel_x", "accel_y", "accel_z")
 
 
 class BenchError(ValueError):
