@@ -1,0 +1,120 @@
+"""HR refinement: the network's HR as a prior, the window's own spectrum as the evidence.
+
+The student reads HR as the expectation of a distribution over 4-bpm bins. Where its features
+have drifted from the training data (a new sensor, a new kind of motion) that distribution
+broadens and its expectation slides toward the training mean, even when the pulse stands clear
+in the window's spectrum; at rest the 4-bpm bins also cost precision. A spectral peak, on the
+other hand, is precise when right but locks onto motion when the pulse is weak. Combined, the
+network decides *where* to look and the spectrum decides *exactly where*:
+
+    candidates  g = HR_BIN_MIN_BPM + k * step_bpm   (k = 0, 1, ...; g <= HR_BIN_MAX_BPM)
+                with |g - hr| <= radius_bpm          (hr: the network's own output, bpm)
+    P(g)        = |sum_n x[n] exp(-2 pi i (g / 60) n / fs)|^2   (x: the model's input window)
+    w(g)        = exp(-(g - hr)^2 / (2 sigma_bpm^2)) * (P(g) / max_g P)^power
+    hr_refined  = sum_g w(g) g / sum_g w(g)
+
+No window function (rectangular: a Hann window was worse on both validation sets) and no mean
+removal (the window is band-passed). P is scale-free through max_g P, so x may be the float
+window or, as on a device, the int8 input minus its zero point. A window with no power at any
+candidate (all zeros) keeps the network's hr. The parameters are chosen on validation windows
+by the export (`quantization.export`) and recorded in the sidecar's "hr_refine" block; a
+sidecar without one is not refined. The C bundle implements the same definition
+(firmware_bridge), measured against `refine_hr` on real windows.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from .contract import HR_BIN_MAX_BPM, HR_BIN_MIN_BPM
+
+METHOD = "spectral-prior-1"
+
+
+class RefineConfigError(ValueError):
+    """A sidecar's hr_refine block that this runtime cannot honour (one line)."""
+
+
+@dataclass(frozen=True)
+class HRRefine:
+    """The refinement's parameters (the sidecar's "hr_refine" block)."""
+
+    sigma_bpm: float = 7.5       # width of the prior around the network's hr
+    power: float = 2.0           # exponent on the normalised spectrum (sharpens the evidence)
+    radius_bpm: float = 30.0     # candidates beyond this from hr carry no weight (4 sigma)
+    step_bpm: float = 1.0        # candidate spacing
+    method: str = METHOD
+
+    def __post_init__(self) -> None:
+        if self.method != METHOD:
+            raise RefineConfigError(f"hr_refine.method {self.method!r}: this runtime knows {METHOD!r}")
+        for k in ("sigma_bpm", "power", "radius_bpm", "step_bpm"):
+            v = getattr(self, k)
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                raise RefineConfigError(f"hr_refine.{k} must be a positive number, got {v!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_sidecar(cls, sidecar: dict[str, Any]) -> "HRRefine | None":
+        """The sidecar's block (None where it has none). Unknown keys are refused: a device
+        that ignored one would compute another number than the one the export measured."""
+        block = sidecar.get("hr_refine")
+        if block is None:
+            return None
+        if not isinstance(block, dict):
+            raise RefineConfigError("hr_refine must be an object")
+        known = set(cls.__dataclass_fields__)
+        extra = sorted(set(block) - known - {"chosen_on"})
+        if extra:
+            raise RefineConfigError(f"hr_refine has unknown key(s) {extra}")
+        return cls(**{k: v for k, v in block.items() if k in known})
+
+    def candidates(self) -> np.ndarray:
+        """All candidate rates (bpm), ascending; a window uses those within radius of its hr."""
+        n = int(np.floor((HR_BIN_MAX_BPM - HR_BIN_MIN_BPM) / self.step_bpm + 1e-9)) + 1
+        return HR_BIN_MIN_BPM + self.step_bpm * np.arange(n)
+
+
+@lru_cache(maxsize=8)
+def _tables(step_bpm: float, fs: float, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(candidates (G,), cos (G, L), sin (G, L)) of the DFT at every candidate rate."""
+    g = HRRefine(step_bpm=step_bpm).candidates()
+    ph = 2.0 * np.pi * (g[:, None] / 60.0) * (np.arange(length)[None, :] / fs)
+    return g, np.cos(ph), np.sin(ph)
+
+
+def spectrum(x: np.ndarray, fs: float, cfg: HRRefine) -> tuple[np.ndarray, np.ndarray]:
+    """(candidates (G,), power (N, G)) of windows x (N, L): |DFT|^2 at every candidate rate."""
+    x = np.atleast_2d(np.asarray(x, np.float64))
+    g, c, s = _tables(float(cfg.step_bpm), float(fs), x.shape[1])
+    return g, (x @ c.T) ** 2 + (x @ s.T) ** 2
+
+
+def refine_hr(x: np.ndarray, hr: np.ndarray | float, fs: float, cfg: HRRefine) -> np.ndarray:
+    """Refined HR (N,) bpm of windows x (N, L) (or one (L,)) given the network's hr (N,)."""
+    x = np.atleast_2d(np.asarray(x, np.float64))
+    hr = np.atleast_1d(np.asarray(hr, np.float64))
+    if len(hr) != len(x):
+        raise ValueError(f"refine_hr: {len(x)} windows but {len(hr)} hr values")
+    g = cfg.candidates()
+    near = np.abs(g[None, :] - hr[:, None]) <= cfg.radius_bpm             # (N, G)
+    out = hr.copy()
+    for i in np.flatnonzero(near.any(axis=1) & np.isfinite(hr)):
+        out[i] = _refine_one(x[i], hr[i], fs, cfg, np.flatnonzero(near[i]))
+    return out
+
+
+def _refine_one(x: np.ndarray, hr: float, fs: float, cfg: HRRefine, rows: np.ndarray) -> float:
+    g, c, s = _tables(float(cfg.step_bpm), float(fs), x.shape[0])
+    p = (c[rows] @ x) ** 2 + (s[rows] @ x) ** 2
+    pmax = p.max()
+    if not (pmax > 0 and np.isfinite(pmax)):
+        return float(hr)
+    w = np.exp(-0.5 * ((g[rows] - hr) / cfg.sigma_bpm) ** 2) * (p / pmax) ** cfg.power
+    total = w.sum()
+    return float((w * g[rows]).sum() / total) if total > 0 else float(hr)
