@@ -18,7 +18,9 @@ Sets: `troika_test` (evaluation only: wrist PPG channel 1 during exercise, 10-s 
 later; see training.data.readers.troika) and the test patients of a BIDMC window store.
 
 Rows, all on the same windows: the int8 student (LiteRT reference kernels, inputs and outputs
-read from the sidecar by name), the spectral peak, NeuroKit2 and HeartPy
+read from the sidecar by name; where the sidecar has an "hr_refine" block its HR is the refined
+one a device shows, edge_runtime.hr_refine on the int8 input, and the network's own HR gets a
+row ', network hr' of its own), the spectral peak, NeuroKit2 and HeartPy
 (training.probe.baselines), and predicting the training mean (the sidecar's recorded training
 HR mean, or --train-mean). A classical method that fails on a window is scored both ways: MAE
 on the windows it covered (with its coverage), and MAE with its failures imputed by the
@@ -39,6 +41,7 @@ from anyppg.runs import atomic_write_json
 from edge_runtime import preprocess as pp
 from edge_runtime.accel import accel_windows
 from edge_runtime.contract import ContractError, check_ports, sidecar_inputs
+from edge_runtime.hr_refine import HRRefine, RefineConfigError, refine_hr
 from edge_runtime.interpreters import dequantize, litert, quantize_input
 from edge_runtime.spec import SignalSpec
 from training.data import readers
@@ -133,10 +136,23 @@ class Int8Student:
         self.inputs = sidecar_inputs(self.sidecar)
         self.train_mean = (self.sidecar.get("label_norm") or {}).get("hr", {}).get("mean")
         self.decision = (self.sidecar.get("decision") or {}).get("hr_confidence_min", 0.5)
+        try:
+            self.refine = HRRefine.from_sidecar(self.sidecar)
+        except (RefineConfigError, TypeError) as e:
+            raise BenchError(f"{path.with_suffix('.json')}: hr_refine: {e}") from None
         self.label = "int8 student"
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return run_model(self.it, self.sidecar, inputs)
+        """Outputs by name; with the sidecar's hr_refine, `hr` is the refined HR a device shows
+        (on the int8 input minus its zero point) and `hr_network` the network's own."""
+        out = run_model(self.it, self.sidecar, inputs)
+        if self.refine is not None:
+            e = next(i for i in self.inputs if i["name"] == "ppg")
+            x = quantize_input(np.asarray(inputs["ppg"], np.float32), e["scale"], e["zero_point"])
+            out["hr_network"] = out["hr"]
+            out["hr"] = refine_hr(x.astype(np.float64) - e["zero_point"], out["hr"], self.spec.ppg_fs,
+                                  self.refine).astype(np.float32)
+        return out
 
 
 def open_model(path: str) -> FloatStudent | Int8Student:
@@ -271,6 +287,9 @@ def score_set(name: str, data: dict, model_out: dict, train_mean: float,
                             "curve": coverage_curve(err_student, conf),
                             "at_decision": {"threshold": decision_min, "coverage": float(keep.mean()),
                                             "mae": float(err_student[keep].mean()) if keep.any() else None}}
+    if "hr_network" in model_out:       # the shipped number is refined: the network's own too
+        rows[f"{label}, network hr"] = {"mae": float(np.abs(model_out["hr_network"] - y).mean()),
+                                        "coverage": 1.0}
     imputed = {}
     for k in CLASSICAL:
         v = est[k]
@@ -291,11 +310,11 @@ def score_set(name: str, data: dict, model_out: dict, train_mean: float,
 def format_set(r: dict) -> str:
     lines = [f"{r['set']}: {r['windows']} windows, {r['subjects']} subjects, HR "
              f"{r['hr_range'][0]:.0f}-{r['hr_range'][1]:.0f} bpm",
-             f"  {'HR MAE, bpm':<22}{'covered':>9}{'coverage':>10}{'imputed':>9}"]
+             f"  {'HR MAE, bpm':<26}{'covered':>9}{'coverage':>10}{'imputed':>9}"]
     for name, row in r["rows"].items():
         mae = "n/a" if row["mae"] is None else f"{row['mae']:.2f}"
         imp = row.get("mae_imputed")
-        lines.append(f"  {name:<22}{mae:>9}{row['coverage']:>10.1%}"
+        lines.append(f"  {name:<26}{mae:>9}{row['coverage']:>10.1%}"
                      f"{'' if imp is None else f'{imp:.2f}':>9}")
     s = r["rows"][r.get("student", "int8 student")]
     lines.append("  student by its own confidence: " + ", ".join(

@@ -2,6 +2,7 @@
 
     m = EdgeModel.load("runs/x/export")            # or a .tflite (+ .json beside it, or embedded)
     out = m.run(z)                                  # z (L,) preprocessed window -> {name: value}
+    hr = m.refined_hr(z, out["hr"])                 # the HR a device shows (sidecar "hr_refine")
 
 Backends (`interpreters.BACKENDS`): LiteRT with XNNPACK (default), LiteRT reference kernels
 (bit-exact with TFLite Micro), tflite-runtime. Shapes: one window (L,), a batch (N, L).
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .contract import DEFAULT_DECISION, OUTPUTS
+from .hr_refine import HRRefine, RefineConfigError, refine_hr
 from .interpreters import InputQuantizer, make_interpreter, quantize_input
 from .sidecar import (ModelFileError, check_against_file, check_inputs, load_verified,
                       model_spec, sigmoid)
@@ -35,6 +37,7 @@ class EdgeModel:
     backend: str = "xnnpack"
     threads: int = 1
     interp: Any = field(default=None, repr=False)
+    hr_refine: HRRefine | None = None          # the sidecar's HR refinement, if it has one
     _quantizers: dict[str, InputQuantizer] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -53,11 +56,15 @@ class EdgeModel:
         spec = model_spec(sc, name, expect_spec)
         check_inputs(ins, spec, name)
         try:
+            refine = HRRefine.from_sidecar(sc)
+        except (RefineConfigError, TypeError) as e:
+            raise ModelFileError(f"{name}: sidecar hr_refine: {e}") from None
+        try:
             interp = make_interpreter(data, backend, threads)
         except (RuntimeError, ValueError) as e:
             raise ModelFileError(f"{name}: {e}") from None
         m = cls(name, data, sc, where, spec, {e["name"]: e for e in ins},
-                {e["name"]: e for e in outs}, backend, threads, interp)
+                {e["name"]: e for e in outs}, backend, threads, interp, refine)
         zero = np.zeros(spec.ppg_len, np.float32)
         still = np.zeros((spec.ppg_len, 3), np.float32) if "accel" in m.inputs else None
         for _ in range(max(0, warmup)):
@@ -119,6 +126,15 @@ class EdgeModel:
     def run(self, z: np.ndarray, accel: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """One window -> real-valued outputs by name (see `readout` for probabilities)."""
         return self.dequantize(self.invoke_raw(z, accel))
+
+    def refined_hr(self, z: np.ndarray, hr: float) -> float:
+        """The HR a device shows for window z (L,) whose network output is `hr`: refined on the
+        int8 input minus its zero point, as the C bundle does (edge_runtime.hr_refine); `hr`
+        itself where the sidecar has no "hr_refine" block."""
+        if self.hr_refine is None:
+            return float(hr)
+        x = self.quantize("ppg", z).reshape(-1).astype(np.float64) - self.inputs["ppg"]["zero_point"]
+        return float(refine_hr(x, hr, self.spec.ppg_fs, self.hr_refine)[0])
 
     def run_batch(self, z: np.ndarray, raw: bool = False) -> dict[str, np.ndarray]:
         """Windows (N, L) -> {name: (N, ...)}: dequantised, or the raw tensors if `raw`."""

@@ -110,6 +110,7 @@ def run(args) -> tuple[list[WindowResult], dict]:
             "input": str(rec.path), "column": rec.column, "fs_declared": float(fs),
             "fs_nominal": stream.plan.nominal_hz, "rate_note": stream.plan.note,
             "timestamps": t is not None, "outputs": model.output_names,
+            "hr_refine": None if model.hr_refine is None else model.hr_refine.to_dict(),
             "accel_columns": acc_cols}
     return results, meta
 
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
     except (InputError, ModelFileError) as e:
         print(f"anyppg run: error: {e}", file=sys.stderr)
         return 2
-    names = [n for n in ("hr", "hr_confidence", "af_prob", "quality_prob", "rr", "sbp", "dbp")
+    names = [n for n in ("hr", "hr_network", "hr_confidence", "af_prob", "quality_prob", "rr", "sbp", "dbp")
              if any(n in r.values for r in results)]
     if not args.quiet:
         print(table(results, names))

@@ -261,8 +261,12 @@ class PPGStream:
             r.status = "low_quality"
             r.values = {"quality_prob": vals["quality_prob"]} if "quality_prob" in vals else {}
             return
+        if self.model.hr_refine is not None and "hr" in vals:
+            vals["hr_network"] = vals["hr"]
+            vals["hr"] = self.model.refined_hr(z, vals["hr"])
         if "hr_confidence" in vals and vals["hr_confidence"] < dec["hr_confidence_min"]:
             vals["hr"] = None
+            vals.pop("hr_network", None)
             r.reasons.append("hr_confidence")
         r.values, r.embedding = vals, emb
 

@@ -12,7 +12,9 @@ Writes into --out (built in a temp folder, renamed into place only when everythi
                                 int32 biases written in (computes what was trained)
     model_int8.json             sidecar of model_int8.tflite: signal spec, input quantisation,
     model_int8_calib.json       outputs bound by name to tensor index and position, output
-                                quantisation and units, label_norm — the runtime never guesses
+                                quantisation and units, label_norm, the decision thresholds and
+                                the HR refinement chosen on validation windows
+                                (quantization.decision) — the runtime never guesses
     audit.json                  op audit of both files (+ Edge TPU rules)
     qat_ranges.json             which TFLite tensor got which brevitas quantiser
     parity.json, parity.md      float / fake-quant / onnxruntime / LiteRT / TFLM parity
@@ -47,6 +49,7 @@ from training.models.student import HEAD_FIELDS, HEAD_NAMES, REGRESSION_HEADS
 
 from . import op_audit, parity, qat_ranges, tflite_edit as tedit
 from .onnx_export import INPUT_NAME, export_onnx, run_onnx
+from .decision import DecisionConfig, choose_decision
 from .qat_model import QATModel, load_qat_run
 from .qmodel import Int8PathError, deployable_float, quant_spec
 from .tflite_convert import ConversionError, convert
@@ -64,15 +67,16 @@ class ExportConfig:
     keep_raw: bool = False          # also keep onnx2tf's own file (onnx2tf_full_integer_quant.tflite)
     timeout_s: float = 600.0
     seed: int = 0
-    # decision.hr_confidence_min: the lowest threshold at which the kept windows of the
-    # decision split (QAT fake-quant outputs) have HR MAE <= hr_mae_target_bpm, keeping at
-    # least decision_min_coverage of them; else the threshold that keeps decision_fallback_coverage
-    # of them (recorded as "target not met"; 0: the contract's default). Candidates are the
-    # output's own int8 grid (k/256): confidences bunch near 1, a 0.05 grid cannot resolve them.
+    # The sidecar's "decision" and "hr_refine" blocks, chosen on this split of the store with the
+    # QAT fake-quant outputs (quantization.decision): hr_confidence_min is the lowest threshold at
+    # which the kept windows have HR MAE <= hr_mae_target_bpm keeping >= decision_min_coverage,
+    # else the one keeping decision_fallback_coverage; hr_refine (the spectral refinement of
+    # edge_runtime.hr_refine) is written only where a setting of its grid lowers the HR MAE.
     decision_split: str = "val"
     hr_mae_target_bpm: float = HR_CONFIDENT_WITHIN_BPM / 2
     decision_min_coverage: float = 0.5
     decision_fallback_coverage: float = 0.8
+    hr_refine: bool = True
 
 
 def _onnx2tf_version() -> str | None:
@@ -148,9 +152,10 @@ def finalize_io(tfl: bytes, binding: dict[str, int], names: list[str], input_nam
 
 
 def sidecar(tfl: bytes, file_name: str, names: list[str], student, cfg_extra: dict,
-            decision: dict | None = None) -> dict:
+            decision: dict | None = None, hr_refine: dict | None = None) -> dict:
     """The schema-2 sidecar (edge_runtime.contract): inputs and outputs by name, with unit and
-    kind, and the decision thresholds a device withholds numbers with."""
+    kind, the decision thresholds a device withholds numbers with and, where the export chose
+    one, the HR refinement a device applies (edge_runtime.hr_refine)."""
     model = tff.load_model(tfl)
     io = tff.io_binding(model)
     inp = io["inputs"][0]
@@ -177,6 +182,7 @@ def sidecar(tfl: bytes, file_name: str, names: list[str], student, cfg_extra: di
                                 "the preprocessed (band-passed, z-scored) window of edge_runtime"}],
         "outputs": outs,
         "decision": dict(decision or DEFAULT_DECISION),
+        **({"hr_refine": hr_refine} if hr_refine else {}),
         "label_norm": label_norm_simple(student.label_norm),
         "denormalised_in_graph": True,
         "denormalisation_note": "regression heads already output label units (label_norm is folded "
@@ -274,53 +280,10 @@ def _parity(cfg: ExportConfig, tmp: Path, m: QATModel, held: WindowStore,
     return par
 
 
-@torch.no_grad()
-def choose_decision(cfg: ExportConfig, m: QATModel, data: Path) -> tuple[dict, dict]:
-    """(sidecar "decision", report): hr_confidence_min chosen on the decision split's windows
-    from the QAT fake-quant model's own hr and hr_confidence (see ExportConfig)."""
-    decision = dict(DEFAULT_DECISION)
-    report: dict[str, Any] = {"split": cfg.decision_split, "hr_mae_target_bpm": cfg.hr_mae_target_bpm,
-                              "min_coverage": cfg.decision_min_coverage}
-    try:
-        st = WindowStore(data, split=cfg.decision_split)
-    except Exception as e:  # noqa: BLE001 — no such split: the contract's defaults, said so
-        return decision, {**report, "status": f"default: {one_line(e)}"}
-    hr_col = st.column("hr") if "hr" in st.label_names else np.zeros(0)
-    if "hr_confidence" not in m.student.model.output_fields or not np.isfinite(hr_col).any():
-        return decision, {**report, "status": "default: no hr_confidence output or no hr labels"}
-    rows = np.flatnonzero(np.isfinite(hr_col))
-    rows = np.random.default_rng(cfg.seed).permutation(rows)[: cfg.parity_windows * 4]
-    m.qg.eval()
-    hr, conf = [], []
-    for i in range(0, len(rows), 256):
-        x = torch.from_numpy(np.stack([st.ppg(int(r)) for r in rows[i:i + 256]])).unsqueeze(1)
-        o = m.qg(x)
-        hr.append(o.hr.numpy())
-        conf.append(o.hr_confidence.numpy())
-    err = np.abs(np.concatenate(hr) - hr_col[rows])
-    conf = np.concatenate(conf)
-    curve = []
-    for t in np.arange(256) / 256.0:        # hr_confidence's int8 grid (scale 1/256)
-        keep = conf >= t
-        curve.append({"threshold": float(t), "coverage": float(keep.mean()),
-                      "hr_mae": float(err[keep].mean()) if keep.any() else None})
-    ok = [c for c in curve if c["hr_mae"] is not None and c["hr_mae"] <= cfg.hr_mae_target_bpm
-          and c["coverage"] >= cfg.decision_min_coverage]
-    fallback = [c for c in curve if c["coverage"] >= cfg.decision_fallback_coverage]
-    if ok:
-        decision["hr_confidence_min"] = ok[0]["threshold"]
-        status = "met"
-    elif cfg.decision_fallback_coverage > 0 and fallback:
-        decision["hr_confidence_min"] = fallback[-1]["threshold"]
-        status = f"target not met: threshold keeps {fallback[-1]['coverage']:.1%} of the windows"
-    else:
-        status = "default: target not met at any threshold"
-    # the report keeps the curve where it changes (coverage steps), not all 256 rows
-    curve = [c for i, c in enumerate(curve) if i == 0 or c["coverage"] != curve[i - 1]["coverage"]]
-    report.update({"status": status,
-                   "n_windows": int(len(rows)), "hr_mae_all": float(err.mean()),
-                   "hr_confidence_min": decision["hr_confidence_min"], "curve": curve})
-    return decision, report
+def _decision_config(cfg: ExportConfig) -> DecisionConfig:
+    return DecisionConfig(split=cfg.decision_split, max_windows=cfg.parity_windows * 4, seed=cfg.seed,
+                          hr_mae_target_bpm=cfg.hr_mae_target_bpm, min_coverage=cfg.decision_min_coverage,
+                          fallback_coverage=cfg.decision_fallback_coverage, refine=cfg.hr_refine)
 
 
 def _load(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: bool):
@@ -370,20 +333,13 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
         (tmp / "model_int8.tflite").write_bytes(qat_file)
         audits = _audit(tmp, qat_file, calib_file)
         atomic_write_json(tmp / "qat_ranges.json", rng_report)
-        decision, decision_report = choose_decision(cfg, m, data)
-        _write_sidecars(tmp, src, res, names, student, qat_file, calib_file, decision)
+        decision, hr_refine, decision_report = choose_decision(_decision_config(cfg), m, data)
+        _write_sidecars(tmp, src, res, names, student, qat_file, calib_file, decision, hr_refine)
         say("parity ...")
         t = time.perf_counter()
         par = _parity(cfg, tmp, m, held, {"qat": qat_file, "calib": calib_file}, names)
         timings["parity_s"] = time.perf_counter() - t
-        # one self-describing file for a watch app: the sidecar also inside the .tflite metadata
-        import json
-        for stem in ("model_int8", "model_int8_calib"):
-            emb, ext = tedit.embed_sidecar((tmp / f"{stem}.tflite").read_bytes(),
-                                           json.loads((tmp / f"{stem}.json").read_text()))
-            (tmp / f"{stem}.tflite").write_bytes(emb)
-            atomic_write_json(tmp / f"{stem}.json", ext)
-        qat_file, calib_file = ((tmp / f).read_bytes() for f in ("model_int8.tflite", "model_int8_calib.tflite"))
+        qat_file, calib_file = _embed_sidecars(tmp)
         metrics = {"summary": par["summary"], "timings": timings,
                    "file_bytes": {"model_int8.tflite": len(qat_file), "model_int8_calib.tflite": len(calib_file),
                                   "model.onnx": (tmp / "model.onnx").stat().st_size},
@@ -405,18 +361,18 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
 
 
 def _write_sidecars(tmp: Path, src: Path, res, names: list[str], student, qat_file: bytes,
-                    calib_file: bytes, decision: dict) -> None:
+                    calib_file: bytes, decision: dict, hr_refine: dict | None) -> None:
     extra = {"source_qat_run": str(Path(src).resolve()),
              "converter": {"onnx2tf_command": ["onnx2tf"] + list(res.args),
                            "onnx2tf_version": _onnx2tf_version()}}
     atomic_write_json(tmp / "model_int8.json",
                       sidecar(qat_file, "model_int8.tflite", names, student,
                               {**extra, "quantisation": "QAT-faithful: activation ranges, weights and "
-                               "biases from brevitas QAT"}, decision))
+                               "biases from brevitas QAT"}, decision, hr_refine))
     atomic_write_json(tmp / "model_int8_calib.json",
                       sidecar(calib_file, "model_int8_calib.tflite", names, student,
                               {**extra, "quantisation": "plain: TFLite calibration on store windows"},
-                              decision))
+                              decision, hr_refine))
 
 
 def _embed_sidecars(tmp: Path) -> tuple[bytes, bytes]:

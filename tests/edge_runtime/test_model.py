@@ -157,3 +157,29 @@ def test_cli_runs_a_csv_and_writes_results(export_dir, tmp_path, capsys):
     assert run_main(["--model", str(export_dir), "--input", str(csv), "--ppg-column", "pleth",
                      "--fs", "64", "--chunk-s", "0.7", "--out", str(out_csv), "--quiet"]) == 0
     assert out_csv.read_text().count("\n") == 4
+
+
+def test_sidecar_hr_refine_is_the_hr_the_stream_shows(copy_export, export_dir):
+    from edge_runtime.hr_refine import HRRefine, refine_hr
+    cfg = HRRefine(sigma_bpm=10.0, power=1.0, radius_bpm=40.0)
+
+    def add_block(sc):
+        sc["hr_refine"] = cfg.to_dict()
+        sc["decision"] = {"quality_min_prob": 0.0, "hr_confidence_min": 0.0}   # show every number
+    _rewrite_sidecar(copy_export, add_block)
+    m = EdgeModel.load(copy_export, backend="ref")
+    assert m.hr_refine == cfg and EdgeModel.load(export_dir).hr_refine == HRRefine.from_sidecar(
+        json.loads((export_dir / "model_int8.json").read_text()))
+    res, _ = run_recording(m, pulse(125.0, 60, hr_bpm=118.0), 125.0, keep_z=True)
+    shown = [r for r in res if r.status == "ok"]
+    assert len(shown) >= 4
+    for r in shown:
+        raw = readout(m.run(r.z))["hr"]
+        assert r.values["hr_network"] == raw
+        e = m.inputs["ppg"]
+        x = m.quantize("ppg", r.z).reshape(-1).astype(np.float64) - e["zero_point"]
+        assert r.values["hr"] == pytest.approx(refine_hr(x, raw, 125.0, cfg)[0], abs=1e-9)
+        assert abs(r.values["hr"] - 118.0) < abs(raw - 118.0) or abs(raw - 118.0) > cfg.radius_bpm
+    _rewrite_sidecar(copy_export, lambda sc: sc["hr_refine"].update(step_bpm=-1))
+    with pytest.raises(ModelFileError, match="hr_refine: hr_refine.step_bpm must be a positive"):
+        EdgeModel.load(copy_export)

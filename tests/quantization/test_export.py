@@ -12,6 +12,7 @@ import torch
 from edge_runtime import tflite_file as tff
 from edge_runtime.contract import (DEFAULT_DECISION, OUTPUTS, REQUIRED_OUTPUTS, SIDECAR_SCHEMA_VERSION,
                                     check_ports)
+from edge_runtime.hr_refine import HRRefine
 from quantization import op_audit, qat, qat_model, qat_ranges, qmodel as qm, tflite_edit as tedit
 from quantization.onnx_export import QDQ_OPS, export_onnx, onnx_op_counts
 
@@ -68,6 +69,12 @@ def test_export_files_and_sidecar(export_dir):
     man = json.loads((export_dir / "manifest.json").read_text())
     assert man["metrics"]["determinism"]["byte_identical"] is True
     assert man["metrics"]["output_binding"]["signature_agrees"] is True
+    # the HR refinement: chosen on the validation split's windows, written only where it helped
+    ref = man["metrics"]["decision"]["hr_refine"]
+    assert len(ref["grid"]) >= 4 and ("hr_refine" in side) == (ref["status"] == "used")
+    if "hr_refine" in side:
+        assert HRRefine.from_sidecar(side).to_dict() == ref["chosen"]
+        assert ref["hr_mae"] < ref["network_hr_mae"]
 
 
 def test_op_audit_passes_on_exported_files(export_dir):
