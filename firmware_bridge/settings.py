@@ -17,7 +17,8 @@ import numpy as np
 from scipy import signal as sps
 
 from edge_runtime import spec as spec_mod
-from edge_runtime.contract import DEFAULT_DECISION, sidecar_inputs
+from edge_runtime.contract import DEFAULT_DECISION, HR_BIN_MAX_BPM, HR_BIN_MIN_BPM, sidecar_inputs
+from edge_runtime.hr_refine import HRRefine
 from edge_runtime.preprocess import ppg_sos
 from edge_runtime.resample import HALF_LEN_PER_RATE, polyphase_taps, resample_ratio
 from edge_runtime.spec import SignalSpec
@@ -221,6 +222,37 @@ def _io_macros(sidecar: dict) -> list[str]:
     return lines
 
 
+def hr_refine_macros(sidecar: dict, ppg_fs: float) -> list[str]:
+    """ANYPPG_HAS_HR_REFINE and, with a sidecar "hr_refine" block, anyppg_hr.c's constants.
+
+    Raises edge_runtime.hr_refine.RefineConfigError (one line) for a block the runtime refuses,
+    ValueError for a model rate below four times the highest candidate (anyppg_hr.c's sine
+    polynomial covers angles per sample up to pi / 2 only: 15 fs bpm; 1875 bpm at 125 Hz)."""
+    cfg = HRRefine.from_sidecar(sidecar)
+    if cfg is None:
+        return ["/* HR refinement (anyppg_hr.c): none in this sidecar, the network's hr as it is */",
+                "#define ANYPPG_HAS_HR_REFINE 0"]
+    g = cfg.candidates()
+    if g[-1] > 15.0 * ppg_fs:
+        raise ValueError(f"hr_refine: candidates up to {g[-1]:g} bpm need a model input of at least "
+                         f"{g[-1] / 15.0:g} Hz for the C refinement, not {ppg_fs:g} Hz")
+    # A window uses the candidates within radius of its hr: at most 2 radius / step + 1 of them
+    # (one more for float32's rounding of the candidates; anyppg_hr.c caps at this anyway).
+    used = min(len(g), int(math.floor(2.0 * cfg.radius_bpm / cfg.step_bpm + 1e-9)) + 2)
+    return ["/* HR refinement (anyppg_hr.c, edge_runtime/hr_refine.py): the sidecar's hr_refine */",
+            "#define ANYPPG_HAS_HR_REFINE 1",
+            f"#define ANYPPG_HR_REFINE_SIGMA_BPM {cfloat(cfg.sigma_bpm)}",
+            f"#define ANYPPG_HR_REFINE_POWER {cfloat(cfg.power)}",
+            f"#define ANYPPG_HR_REFINE_RADIUS_BPM {cfloat(cfg.radius_bpm)}",
+            f"#define ANYPPG_HR_REFINE_STEP_BPM {cfloat(cfg.step_bpm)}",
+            f"#define ANYPPG_HR_BIN_MIN_BPM {cfloat(HR_BIN_MIN_BPM)}",
+            f"#define ANYPPG_HR_BIN_MAX_BPM {cfloat(HR_BIN_MAX_BPM)}",
+            f"#define ANYPPG_HR_REFINE_N_CANDIDATES {len(g)} /* BIN_MIN + k STEP <= BIN_MAX */",
+            f"#define ANYPPG_HR_REFINE_MAX_USED {used} /* candidates one window can use */",
+            "/* half the DFT's angle per sample for 1 bpm: pi / (60 * ANYPPG_PPG_FS_HZ) */",
+            f"#define ANYPPG_HR_REFINE_HALF_RAD_PER_BPM {cfloat(math.pi / (60.0 * ppg_fs))}"]
+
+
 def settings_header(sidecar: dict, sensor_fs: float) -> str:
     """anyppg_model_settings.h for this sidecar and sensor rate (deterministic text)."""
     spec = SignalSpec.from_dict(sidecar["spec"])
@@ -272,6 +304,7 @@ def settings_header(sidecar: dict, sensor_fs: float) -> str:
         *_io_macros(sidecar), "",
         "/* Decision thresholds: below these a device withholds the number */",
         *(f"#define ANYPPG_DECISION_{cname(n)} {cfloat(v)}" for n, v in sorted(dec.items())), "",
+        *hr_refine_macros(sidecar, spec.ppg_fs), "",
         "#endif /* ANYPPG_MODEL_SETTINGS_H */", ""]
     return "\n".join(lines)
 
