@@ -44,7 +44,8 @@ def markdown(r: dict[str, Any]) -> str:
                      f"{_f(s['real_time_factor_without_inference'], 0)}x | "
                      f"{_f(s.get('per_window_cpu_us_without_inference'), 0)} |")
     if r["accuracy"]:
-        cols = ["int8_runtime", "float_student", "teacher_ridge", "int8_runtime_usable", "usable_coverage"]
+        cols = ["int8_runtime", "int8_runtime_refined", "float_student", "teacher_ridge",
+                "int8_runtime_usable", "int8_runtime_refined_usable", "usable_coverage"]
         lines += ["", "## Accuracy through the runtime", "",
                   "| task | metric | windows | " + " | ".join(cols) + " |",
                   "|---|---|---|" + "---|" * len(cols)]

@@ -41,7 +41,7 @@ from anyppg.runs import atomic_write_json
 from edge_runtime import preprocess as pp
 from edge_runtime.accel import accel_windows
 from edge_runtime.contract import ContractError, check_ports, sidecar_inputs
-from edge_runtime.hr_refine import HRRefine, RefineConfigError, refine_hr
+from edge_runtime.hr_refine import HRRefine, RefineConfigError, refine_on_input
 from edge_runtime.interpreters import dequantize, litert, quantize_input
 from edge_runtime.spec import SignalSpec
 from training.data import readers
@@ -148,10 +148,9 @@ class Int8Student:
         out = run_model(self.it, self.sidecar, inputs)
         if self.refine is not None:
             e = next(i for i in self.inputs if i["name"] == "ppg")
-            x = quantize_input(np.asarray(inputs["ppg"], np.float32), e["scale"], e["zero_point"])
             out["hr_network"] = out["hr"]
-            out["hr"] = refine_hr(x.astype(np.float64) - e["zero_point"], out["hr"], self.spec.ppg_fs,
-                                  self.refine).astype(np.float32)
+            out["hr"] = refine_on_input(inputs["ppg"], out["hr"], e, self.spec.ppg_fs,
+                                        self.refine).astype(np.float32)
         return out
 
 

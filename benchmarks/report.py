@@ -110,7 +110,10 @@ def _accuracy_rows(f: Facts) -> list[tuple[str, list[str]]]:
         cells = [(_score(probe, digits) + " (linear probe)") if probe and probe.get("value") is not None
                  else (f.column_missing(0) or NOT_MEASURED)]
         cells.append(_score(t.get("float"), digits) if f.done("distill") else NOT_RUN)
-        cells.append(_score(t.get("int8"), digits) if f.done("export") else NOT_RUN)
+        int8 = _score(t.get("int8"), digits) if f.done("export") else NOT_RUN
+        if t.get("int8_network") and f.done("export"):
+            int8 += f" (refined on the window's spectrum; network alone {_score(t['int8_network'], digits)})"
+        cells.append(int8)
         for k, facts in ((3, f.firmware), (4, f.mcu)):
             miss = f.column_missing(k)
             flag = facts.get("bit_exact")

@@ -4,7 +4,9 @@ bootstrap over subjects, plus the HR error against coverage when windows are wit
 model's own confidence.
 
 The int8 file's inputs and outputs are read from its sidecar by name (`model_int8.json`); a
-head the file or the store does not have is simply absent. The teacher has no heads: its row
+head the file or the store does not have is simply absent. Where the sidecar has an
+"hr_refine" block, the int8 HR is the refined one a device shows (edge_runtime.hr_refine) and
+the network's own is scored beside it (`int8_network`). The teacher has no heads: its row
 comes from the probe stage (frozen embedding -> linear probe), read by benchmarks.report_data.
 
 Shapes: windows (N, L) float32; predictions {head: (N,)} in label units.
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime import contract, interpreters as interp
+from edge_runtime.hr_refine import HRRefine, refine_on_input
 
 # head -> (store label, metric); a logit head is scored by AUROC against label >= 0.5.
 HEAD_TASKS = {"hr": ("hr", "mae"), "rr": ("rr", "mae"), "sbp": ("sbp", "mae"), "dbp": ("dbp", "mae"),
@@ -61,6 +64,10 @@ def int8_outputs(export_dir: Path, x: np.ndarray) -> dict[str, np.ndarray]:
         s, z = det[int(o["index"])]["quantization"]
         v = interp.dequantize(raw[k], s, z).reshape(len(x), -1)
         out[o["name"]] = v[:, 0] if v.shape[1] == 1 and o["name"] != "embedding" else v
+    refine = HRRefine.from_sidecar(side)
+    if refine is not None and "hr" in out:     # the number a device shows, and the network's own
+        out["hr_network"] = out["hr"]
+        out["hr"] = refine_on_input(x, out["hr"], ins[0], float(side["spec"]["ppg_fs"]), refine)
     return out
 
 
@@ -119,6 +126,8 @@ def evaluate(store: Path, distill_run: Path | None, export_dir: Path | None, spl
         for eng, o in engines.items():
             if head in o:
                 row[eng] = score(metric, labels[label], o[head].astype(np.float64), groups)
+            if f"{head}_network" in o:          # refined on the device: the network's own too
+                row[f"{eng}_network"] = score(metric, labels[label], o[f"{head}_network"].astype(np.float64), groups)
         if len(row) > 3:
             res["tasks"][head] = row
     if "hr" in labels:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .contract import HR_BIN_MAX_BPM, HR_BIN_MIN_BPM
+from .interpreters import quantize_input
 
 METHOD = "spectral-prior-1"
 
@@ -118,3 +119,12 @@ def _refine_one(x: np.ndarray, hr: float, fs: float, cfg: HRRefine, rows: np.nda
     w = np.exp(-0.5 * ((g[rows] - hr) / cfg.sigma_bpm) ** 2) * (p / pmax) ** cfg.power
     total = w.sum()
     return float((w * g[rows]).sum() / total) if total > 0 else float(hr)
+
+
+def refine_on_input(z: np.ndarray, hr: np.ndarray | float, ppg_input: dict[str, Any], fs: float,
+                    cfg: HRRefine) -> np.ndarray:
+    """What a device shows: windows z (N, L) (or one (L,)) quantised to the model's int8 input as
+    the runtime does (`ppg_input`: the sidecar's input entry, scale and zero_point), then refined
+    on the integers minus the zero point, as the C bundle does. (N,) bpm."""
+    q = quantize_input(np.atleast_2d(np.asarray(z, np.float32)), ppg_input["scale"], ppg_input["zero_point"])
+    return refine_hr(q.astype(np.float64) - ppg_input["zero_point"], hr, fs, cfg)

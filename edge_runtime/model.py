@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .contract import DEFAULT_DECISION, OUTPUTS
-from .hr_refine import HRRefine, RefineConfigError, refine_hr
+from .hr_refine import HRRefine, RefineConfigError, refine_on_input
 from .interpreters import InputQuantizer, make_interpreter, quantize_input
 from .sidecar import (ModelFileError, check_against_file, check_inputs, load_verified,
                       model_spec, sigmoid)
@@ -133,8 +133,7 @@ class EdgeModel:
         itself where the sidecar has no "hr_refine" block."""
         if self.hr_refine is None:
             return float(hr)
-        x = self.quantize("ppg", z).reshape(-1).astype(np.float64) - self.inputs["ppg"]["zero_point"]
-        return float(refine_hr(x, hr, self.spec.ppg_fs, self.hr_refine)[0])
+        return float(refine_on_input(z, hr, self.inputs["ppg"], self.spec.ppg_fs, self.hr_refine)[0])
 
     def run_batch(self, z: np.ndarray, raw: bool = False) -> dict[str, np.ndarray]:
         """Windows (N, L) -> {name: (N, ...)}: dequantised, or the raw tensors if `raw`."""
