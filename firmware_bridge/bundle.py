@@ -6,6 +6,7 @@ DIR/
     README.md                    how to build it in, flash and RAM, the streaming API
     src/anyppg_dsp.{c,h}         the preprocessing (float32, fixed memory, no malloc)
     src/anyppg_dsp_tables.c      the resampler's polyphase taps for --sensor-fs
+    src/anyppg_hr.{c,h}          the sidecar's HR refinement (edge_runtime.hr_refine), if any
     src/anyppg_model_settings.h  rates, window, hop, band-pass constants, thresholds, quantisation
     src/anyppg_model_data.{c,h}  the .tflite as an aligned const array (for TFLite Micro)
     src/anyppg_model.{c,h} ...   the generated int8 inference (firmware_bridge.codegen)
@@ -25,18 +26,21 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from anyppg.runs import atomic_dir, write_manifest
 from anyppg.stage import run_stage, stage_config, stage_parser
 from edge_runtime.contract import sidecar_inputs
+from edge_runtime.hr_refine import HRRefine, RefineConfigError
 from edge_runtime.spec import SignalSpec
 
-from . import golden, qemu
+from . import golden, hr_check, qemu
 from .qemu import object_sizes, state_ram
 from .model_data import model_data_files
 from .settings import dsp_constants, dsp_tables_c, settings_header
 
 C_DIR = Path(__file__).resolve().parent / "c"
-DSP_FILES = ("anyppg_dsp.c", "anyppg_dsp.h")
+DSP_FILES = ("anyppg_dsp.c", "anyppg_dsp.h", "anyppg_hr.c", "anyppg_hr.h")
 EXAMPLES = ("anyppg_example.c", "tflm_main.cc")
 README_TEMPLATE = Path(__file__).resolve().parent / "bundle_readme.md"
 CFLAGS = qemu.CFLAGS
@@ -78,6 +82,10 @@ def read_export(src: Path) -> tuple[bytes, dict, Path, Path]:
         raise BundleError(f"{side}: sha256 does not match {tfl.name} (sidecar of another file?)")
     if "spec" not in sidecar:
         raise BundleError(f"{side}: no signal spec in the sidecar")
+    try:
+        HRRefine.from_sidecar(sidecar)
+    except RefineConfigError as e:
+        raise BundleError(f"{side}: {e}") from None
     names = [e.get("name") for e in sidecar_inputs(sidecar)]
     if "ppg" not in names:
         raise BundleError(f"{side}: the model has no 'ppg' input (inputs: {names})")
@@ -117,6 +125,7 @@ def measure(bundle: Path, board: str) -> dict:
     parts = {"preprocessing": total(["anyppg_dsp.c", "anyppg_dsp_tables.c"]),
              "inference": total([n for n in objs if n.startswith("anyppg_model.") or
                                  n.startswith("anyppg_nn")]),
+             "hr_refine": total(["anyppg_hr.c"]),
              "model_array_for_tflm": total(["anyppg_model_data.c"])}
     with tempfile.TemporaryDirectory() as tmp:
         sources = [p for p in sorted(src.glob("*.c")) if p.name != "anyppg_model_data.c"]
@@ -125,8 +134,49 @@ def measure(bundle: Path, board: str) -> dict:
                              cflags=["-Werror", "-ffp-contract=off"])
         linked = qemu.elf_size(elf)
     return {"board": board, "objects": objs, "parts": parts, "example_elf": linked,
+            "hr_refine_insns": hr_refine_insns(bundle, board),
             "preprocessing_state_ram": state_ram([src], board),
             "preprocessing_ram_with_input": state_ram([src], board, with_input=True)}
+
+
+def hr_refine_insns(bundle: Path, board: str) -> int | None:
+    """Instructions of anyppg_hr_refine per window on `board` (QEMU), at most over the golden
+    windows with hr in the middle of the bins, where every candidate within the radius is
+    used (its worst case); None for a bundle without a refinement."""
+    sidecar = json.loads((bundle / "model_int8.json").read_text())
+    cfg = HRRefine.from_sidecar(sidecar)
+    if cfg is None:
+        return None
+    g = golden.load_golden(bundle / "golden")
+    q = next(e for e in g["inputs"] if e["name"] == "ppg")
+    hr = np.full(len(q["data"]), 0.5 * float(cfg.candidates()[0] + cfg.candidates()[-1]), np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(bundle / "src" / "anyppg_model_settings.h", Path(tmp) / "anyppg_model_settings.h")
+        try:
+            elf = hr_check.build_board(Path(tmp), board)
+            _, insns = hr_check.run(elf, q["data"].reshape(len(hr), -1), int(q["zero_point"]), hr,
+                                    Path(tmp) / "run", board=board)
+        except hr_check.CheckError as e:
+            raise BundleError(f"anyppg_hr on {board}: {e}") from None
+    return insns["hr_max"]
+
+
+def hr_refine_text(sidecar: dict, sizes: dict | None) -> str:
+    """The README's paragraph on the HR refinement: what it is, what this build does, its cost."""
+    cfg = HRRefine.from_sidecar(sidecar)
+    if cfg is None:
+        return ("This model's sidecar has no `hr_refine` block: `ANYPPG_HAS_HR_REFINE` is 0 and "
+                "`anyppg_hr_refine` returns the network's hr unchanged.")
+    used = int(np.floor(2.0 * cfg.radius_bpm / cfg.step_bpm + 1e-9)) + 1
+    cost = "not measured here (arm-none-eabi-gcc or QEMU absent)"
+    if sizes and sizes.get("hr_refine_insns"):
+        hr = sizes["parts"]["hr_refine"]
+        cost = (f"{sizes['hr_refine_insns']:,} instructions per window at most on the Cortex-M4F "
+                f"(QEMU, exact count; all {used} candidates), {hr['text']} bytes of flash, no "
+                f"static RAM, {4 * (used + 1)} bytes of stack for the candidates' powers")
+    return (f"The sidecar's `hr_refine` block (sigma {cfg.sigma_bpm:g} bpm, power {cfg.power:g}, "
+            f"radius {cfg.radius_bpm:g} bpm, candidates every {cfg.step_bpm:g} bpm) is in "
+            f"`anyppg_model_settings.h` (`ANYPPG_HAS_HR_REFINE` 1). Cost: {cost}.")
 
 
 def _size_table(sizes: dict | None) -> str:
@@ -183,6 +233,7 @@ def make_bundle(src: Path, out: Path, cfg: FirmwareConfig, overwrite: bool = Fal
             sensor_fs=f"{fs:g}", ppg_fs=f"{spec.ppg_fs:g}", window=k.window, hop=k.hop,
             up=k.up, down=k.down, student=sidecar.get("student", "?"),
             sha256=sidecar.get("sha256", "?"), size_table=_size_table(sizes),
+            hr_refine=hr_refine_text(sidecar, sizes),
             outputs=", ".join(f"`{o['name']}` ({o.get('unit', '')})" for o in sidecar.get("outputs", [])))
         (tmp / "README.md").write_text(readme)
         metrics = {"sensor_fs": fs, "sizes": sizes, **facts}

@@ -3,8 +3,10 @@ int8 inference on simulated Cortex-M boards (QEMU, exact instruction counts), ch
 byte against the golden vectors, with flash / RAM from the linked image, and the same .tflite
 compiled for an Ethos-U55 with Vela. Writes DIR/mcu.json, DIR/mcu.md and DIR/manifest.json.
 
-Per 10-s window (one hop): instructions for preprocessing (push of one hop + poll) and for
-inference separately; latency at ASSUMED_CLOCK_HZ with ASSUMED_CPI cycles per instruction
+Per 10-s window (one hop): instructions for preprocessing (push of one hop + poll), for
+inference and, where the sidecar has an "hr_refine" block, for the HR refinement (anyppg_hr.c:
+its worst case, every candidate within the radius, counts in the total; its results are checked
+against edge_runtime.hr_refine) separately; latency at ASSUMED_CLOCK_HZ with ASSUMED_CPI cycles per instruction
 (QEMU models no pipeline: the CPI is an assumption, stated in the report); duty cycle per hop.
 """
 from __future__ import annotations
@@ -16,7 +18,10 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from anyppg.runs import atomic_write_json, atomic_write_text, write_manifest
+from edge_runtime.hr_refine import HRRefine, refine_hr
 from firmware_bridge import qemu
 from firmware_bridge.codegen import CodegenError, generate_inference
 from firmware_bridge.golden import load_golden
@@ -26,6 +31,8 @@ from firmware_bridge.vela import VelaError, compile_u55
 ASSUMED_CLOCK_HZ = 64_000_000
 ASSUMED_CPI = 1.25          # Cortex-M4 on int8 kernels from flash with wait states (assumption)
 ANCHOR_TFLM_CMSIS_NN_INSNS = 7_140_000   # ../shared/DESIGN.md, same simulated M4, student-s
+HR_C = Path(__file__).resolve().parent / "c" / "anyppg_hr.c"
+HR_TOL_BPM = 0.002      # tests/firmware_bridge/test_hr_refine_c.py: C vs edge_runtime
 
 
 @dataclass
@@ -63,6 +70,35 @@ def locate(run: Path) -> dict[str, Path | None]:
             "dsp_dir": dsp.parent if dsp is not None else None}
 
 
+def hr_source(dsp_dir: Path | None, sidecar: dict) -> Path | None:
+    """The HR refinement to build in: the firmware run's anyppg_hr.c (this package's where the
+    run has none), when the sidecar has a block and the run's settings header carries it;
+    McuError for a header generated before the block existed (it would measure a copy)."""
+    if HRRefine.from_sidecar(sidecar) is None or dsp_dir is None:
+        return None
+    if "#define ANYPPG_HAS_HR_REFINE 1" not in (dsp_dir / "anyppg_model_settings.h").read_text():
+        raise McuError(f"{dsp_dir / 'anyppg_model_settings.h'}: no HR refinement although the "
+                       f"sidecar has an hr_refine block (regenerate with `anyppg firmware`)")
+    own = dsp_dir / "anyppg_hr.c"
+    return own if own.is_file() else HR_C
+
+
+def check_hr(run: dict, golden: dict, sidecar: dict) -> float | None:
+    """max |board - edge_runtime.refine_hr| (bpm) of the refined hr over the windows run, with
+    the network's hr dequantised in float32 as the harness does; None without a refinement."""
+    cfg = HRRefine.from_sidecar(sidecar)
+    got = np.asarray(run.get("hr_refined") or [], np.float64)
+    if cfg is None or not len(got):
+        return None
+    k = len(got)
+    ppg = next(e for e in golden["inputs"] if e["name"] == "ppg")
+    hr = next(e for e in golden["outputs"] if e["name"] == "hr")
+    net = np.float32(hr["scale"]) * (hr["data"].reshape(-1)[:k].astype(np.float32) - np.float32(hr["zero_point"]))
+    x = ppg["data"].reshape(len(ppg["data"]), -1)[:k].astype(np.float64) - float(ppg["zero_point"])
+    want = refine_hr(x, net.astype(np.float64), float(golden["ppg_fs"]), cfg)
+    return float(np.abs(got - want).max())
+
+
 _ARENA_PROBE = ("import sys, tflite_micro; "
                 "tflite_micro.runtime.Interpreter.from_file(sys.argv[1]).print_allocations()")
 
@@ -89,10 +125,13 @@ def _per_window(run: dict, hop_raw: int, n_raw_used: int) -> dict:
     push_per_hop = round(push * hop_raw / n_raw_used) if push is not None and n_raw_used else None
     pre = (max(poll) + push_per_hop) if poll and push_per_hop is not None else None
     inf = max(infer) if infer else None
-    total = (pre or 0) + (inf or 0)
+    hr = run.get("hr_worst_insns")
+    total = (pre or 0) + (inf or 0) + (hr or 0)
     return {"preprocessing_insns": pre, "poll_insns_max": max(poll) if poll else None,
             "push_insns_per_hop": push_per_hop, "inference_insns": inf,
-            "inference_insns_all_windows": infer, "total_insns": total, "windows": k}
+            "inference_insns_all_windows": infer, "hr_refine_insns": hr,
+            "hr_refine_insns_all_windows": run.get("hr_insns") or None,
+            "total_insns": total, "windows": k}
 
 
 def _timing(total: int, hop_s: float) -> dict:
@@ -101,8 +140,9 @@ def _timing(total: int, hop_s: float) -> dict:
 
 
 def _budget(sizes: dict, stack: int | None) -> dict:
-    flash = sum(sizes.get(g, {}).get("flash", 0) for g in ("model", "kernels", "preprocessing"))
-    ram = sum(sizes.get(g, {}).get("ram", 0) for g in ("model", "kernels", "preprocessing"))
+    parts = ("model", "kernels", "preprocessing", "hr_refine")
+    flash = sum(sizes.get(g, {}).get("flash", 0) for g in parts)
+    ram = sum(sizes.get(g, {}).get("ram", 0) for g in parts)
     return {"flash_bytes": flash, "static_ram_bytes": ram, "stack_bytes": stack,
             "ram_bytes": ram + (stack or 0), "by_group": sizes}
 
@@ -116,6 +156,7 @@ def measure(run_dir: Path, out: Path, cfg: McuConfig, boards: tuple[str, ...], l
     gen = work / "gen"
     facts = generate_inference(model_bytes, sidecar, gen)
     with_dsp = loc["dsp_dir"] is not None
+    hr_c = hr_source(loc["dsp_dir"], sidecar)
     hop = int(golden["hop"])
     hop_raw = int(round(hop * golden["sensor_fs"] / golden["ppg_fs"]))
     header = golden_header(golden, facts, cfg.windows, with_dsp, chunk=max(1, hop_raw))
@@ -126,22 +167,25 @@ def measure(run_dir: Path, out: Path, cfg: McuConfig, boards: tuple[str, ...], l
     for board in boards:
         for variant in ("dsp", "portable") if board == "mps2-an386" else ("dsp",):
             try:
-                b = build_image(work, gen, loc["dsp_dir"], board, variant, cfg.opt)
+                b = build_image(work, gen, loc["dsp_dir"], board, variant, cfg.opt, hr_c)
                 r = run_image(b)
             except qemu.QemuError as e:
                 rows.append({"board": board, "variant": variant, "error": str(e)})
                 log(f"{board} {variant}: {e}")
                 continue
             r.update(_per_window(r, hop_raw, n_raw_used))
+            r["hr_refine_max_abs_diff_bpm"] = check_hr(r, golden, sidecar)
             r.update(_timing(r["total_insns"], hop_s))
             r.update(_budget(attribute_sizes(b.elf), (r["stack_infer_bytes"] or 0) if not with_dsp else
-                             max(r["stack_infer_bytes"] or 0, r["stack_poll_bytes"] or 0)))
+                             max(r["stack_infer_bytes"] or 0, r["stack_poll_bytes"] or 0,
+                                 r["stack_hr_bytes"] or 0)))
             r["elf"] = str(b.elf.relative_to(out))
             rows.append(r)
             log(f"{board} {variant}: inference {r['inference_insns']} insns, preprocessing "
-                f"{r['preprocessing_insns']}, bit-exact {r['bit_exact']}")
+                f"{r['preprocessing_insns']}, HR refinement {r['hr_refine_insns']}, "
+                f"bit-exact {r['bit_exact']}")
     res = {"firmware_run": str(run_dir), "model": str(loc["tflite"]), "golden": str(loc["golden"]),
-           "with_preprocessing": with_dsp, "hop_s": hop_s,
+           "with_preprocessing": with_dsp, "with_hr_refine": hr_c is not None, "hop_s": hop_s,
            "assumptions": {"clock_hz": ASSUMED_CLOCK_HZ, "cycles_per_instruction": ASSUMED_CPI,
                            "note": "QEMU counts instructions exactly (-icount shift=0); it models no "
                                    "pipeline, so latency = instructions x assumed CPI / clock"},
@@ -166,16 +210,20 @@ def markdown(res: dict) -> str:
     lines = [f"# MCU: {res['model']}", "",
              f"Per window (hop {res['hop_s']:g} s); latency at {a['clock_hz'] / 1e6:g} MHz assuming "
              f"{a['cycles_per_instruction']} cycles per instruction. Flash: model weights and constants, "
-             "kernels, preprocessing code and tables (no harness or libc). RAM: static + stack high-water.", "",
-             "| board | kernels | preprocessing insns | inference insns | total | latency ms | duty % | "
-             "flash B | RAM B (static + stack) | inference bit-exact | preprocessing bit-exact |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "kernels, preprocessing code and tables, HR refinement (no harness or libc). RAM: static + "
+             "stack high-water. HR refinement: its worst case (hr mid-bins: every candidate within the "
+             "radius), which the total includes; n/a where the sidecar has no hr_refine block.", "",
+             "| board | kernels | preprocessing insns | inference insns | HR refinement insns | total | "
+             "latency ms | duty % | flash B | RAM B (static + stack) | inference bit-exact | "
+             "preprocessing bit-exact |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
         if "error" in r:
-            lines.append(f"| {r['board']} | {r['variant']} | failed: {r['error']} |||||||||")
+            lines.append(f"| {r['board']} | {r['variant']} | failed: {r['error']} ||||||||||")
             continue
+        hr = r.get("hr_refine_insns")
         lines.append(f"| {r['board']} | {r['variant']} | {r['preprocessing_insns']} | {r['inference_insns']} | "
-                     f"{r['total_insns']} | {r['latency_ms']} | {r['duty_cycle_pct']} | {r['flash_bytes']} | "
+                     f"{hr if hr is not None else 'n/a'} | {r['total_insns']} | {r['latency_ms']} | {r['duty_cycle_pct']} | {r['flash_bytes']} | "
                      f"{r['ram_bytes']} ({r['static_ram_bytes']} + {r['stack_bytes']}) | {r['bit_exact']} | "
                      f"{r['preprocessing_exact'] if res['with_preprocessing'] else 'n/a'} |")
     t, c = res["tflm"], res["codegen"]
@@ -184,6 +232,12 @@ def markdown(res: dict) -> str:
               f"{t.get('arena_head_bytes')} |",
               f"| generated, planned by lifetimes (same for plain C and DSP builds) | {c['arena_bytes']} |",
               f"| generated, no sharing | {c['arena_bytes_unshared']} |", ""]
+    m4 = [r for r in res["runs"] if r.get("hr_refine_max_abs_diff_bpm") is not None]
+    if m4:
+        lines.append(f"HR refinement on the golden windows (their own network hr): "
+                     f"{', '.join(str(v) for v in m4[0]['hr_refine_insns_all_windows'])} instructions; "
+                     f"max |board - edge_runtime.hr_refine| "
+                     f"{max(r['hr_refine_max_abs_diff_bpm'] for r in m4):.2g} bpm (tolerance {HR_TOL_BPM:g}).")
     if "speedup_vs_tflm_cmsis_nn" in res:
         lines.append(f"Inference vs TFLite Micro + CMSIS-NN (7.14 M instructions, ../shared/DESIGN.md): "
                      f"{res['speedup_vs_tflm_cmsis_nn']}x fewer.")
@@ -226,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     atomic_write_json(out / "mcu.json", res)
     atomic_write_text(out / "mcu.md", markdown(res))
-    ok = all(r.get("bit_exact") for r in res["runs"] if r.get("board") == "mps2-an386")
+    ok = all(r.get("bit_exact") and (r.get("hr_refine_max_abs_diff_bpm") or 0.0) <= HR_TOL_BPM
+             for r in res["runs"] if r.get("board") == "mps2-an386")
     write_manifest(out, "mcu", {**asdict(cfg), "boards": list(boards)}, {"model": res["model"]},
                    {"bit_exact_m4": ok, **({"speedup": res["speedup_vs_tflm_cmsis_nn"]}
                                             if "speedup_vs_tflm_cmsis_nn" in res else {})})

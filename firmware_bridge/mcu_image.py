@@ -81,14 +81,19 @@ class Build:
 
 
 def build_image(work: Path, gen_dir: Path, dsp_dir: Path | None, board: str, variant: str,
-                opt: str = "-O2") -> Build:
-    """Link harness + generated inference (+ preprocessing) for one board and kernel variant."""
+                opt: str = "-O2", hr_c: Path | None = None) -> Build:
+    """Link harness + generated inference (+ preprocessing, + the HR refinement hr_c, which
+    reads dsp_dir's settings header) for one board and kernel variant."""
     sources = [gen_dir / "anyppg_model.c", gen_dir / "anyppg_nn.c", C_DIR / "anyppg_mcu_main.c"]
     inc = [gen_dir, work]
     if dsp_dir is not None:
         sources += [dsp_dir / "anyppg_dsp.c", *sorted(dsp_dir.glob("anyppg_dsp_tables*.c"))]
         inc.append(dsp_dir)
     defines = {"ANYPPG_NN_PORTABLE": None} if variant == "portable" else {}
+    if hr_c is not None and dsp_dir is not None:
+        sources.append(hr_c)
+        inc.append(hr_c.parent)
+        defines["ANYPPG_MCU_WITH_HR"] = 1
     elf = work / f"mcu_{board}_{variant}.elf"
     qemu.build_elf(sources, elf, board, include_dirs=inc, defines=defines, opt=opt,
                    cflags=("-ffp-contract=off",))
@@ -101,7 +106,8 @@ _SYM = re.compile(r"^([0-9a-f]+)\s+([0-9a-f]+)\s+(\w)\s+(\S+)(?:\s+(\S+):\d+)?\s
 def attribute_sizes(elf: Path) -> dict[str, dict[str, int]]:
     """{group: {'flash': bytes, 'ram': bytes}} of the linked ELF by the source file that defines
     each symbol (arm-none-eabi-nm -S -l): model (anyppg_model.c: weights, constants, invoke),
-    kernels (anyppg_nn.c), preprocessing (anyppg_dsp*.c), harness/libc (everything else)."""
+    kernels (anyppg_nn.c), preprocessing (anyppg_dsp*.c), hr_refine (anyppg_hr.c),
+    harness/libc (everything else)."""
     res = subprocess.run([NM, "-S", "-l", "--defined-only", str(elf)], capture_output=True, text=True)
     if res.returncode != 0:
         raise qemu.QemuError(f"{NM} failed on {elf}: {res.stderr.strip()}")
@@ -119,6 +125,8 @@ def attribute_sizes(elf: Path) -> dict[str, dict[str, int]]:
             g = "kernels"
         elif src.startswith("anyppg_dsp"):
             g = "preprocessing"
+        elif src == "anyppg_hr.c":
+            g = "hr_refine"
         else:
             g = "harness"
         d = groups.setdefault(g, {"flash": 0, "ram": 0})
@@ -134,6 +142,7 @@ def attribute_sizes(elf: Path) -> dict[str, dict[str, int]]:
 
 _STACK = re.compile(r"^@stack (\w+) (\d+)\s*$", re.MULTILINE)
 _CHECK = re.compile(r"^@check inputs_mismatch (\d+) outputs_mismatch (\d+) windows (\d+)", re.MULTILINE)
+_HR = re.compile(r"^@hr (\d+) ([0-9a-f]{8})\s*$", re.MULTILINE)
 
 
 def run_image(b: Build, timeout_s: float = 300) -> dict:
@@ -147,11 +156,17 @@ def run_image(b: Build, timeout_s: float = 300) -> dict:
                              f"{(r.stdout + r.stderr).strip()[-300:]}")
     infer = [v for k, v in sorted(counts.items()) if k.startswith("infer_")]
     poll = [v for k, v in sorted(counts.items()) if k.startswith("poll_")]
+    hr = [v for k, v in sorted(counts.items()) if k.startswith("hr_") and k != "hr_worst"]
+    refined = {int(m.group(1)): float(np.array([int(m.group(2), 16)], np.uint32).view(np.float32)[0])
+               for m in _HR.finditer(r.stdout)}
     n = int(chk.group(3))
     return {"board": b.board, "variant": b.variant, "windows": n, "exit_code": r.returncode,
             "inputs_mismatch": int(chk.group(1)), "outputs_mismatch": int(chk.group(2)),
             "bit_exact": r.returncode in (0, 4) and chk.group(2) == "0" and n > 0,
             "preprocessing_exact": chk.group(1) == "0",
             "infer_insns": infer, "poll_insns": poll, "push_total_insns": counts.get("push_total"),
+            "hr_insns": hr, "hr_worst_insns": counts.get("hr_worst"),
+            "hr_refined": [refined[k] for k in sorted(refined)],
             "stack_infer_bytes": stacks.get("infer"), "stack_poll_bytes": stacks.get("poll"),
+            "stack_hr_bytes": stacks.get("hr"),
             "qemu_command": " ".join(r.command)}

@@ -31,7 +31,7 @@ def firmware_run(export_dir: Path, out: Path, sensor_fs: float = 125.0, seconds:
     sidecar = json.loads((export_dir / "model_int8.json").read_text())
     c = out / "c"
     c.mkdir(exist_ok=True)
-    for f in ("anyppg_dsp.c", "anyppg_dsp.h"):
+    for f in ("anyppg_dsp.c", "anyppg_dsp.h", "anyppg_hr.c", "anyppg_hr.h"):
         shutil.copyfile(FW_C / f, c / f)
     (c / "anyppg_model_settings.h").write_text(settings_header(sidecar, sensor_fs))
     (c / "anyppg_dsp_tables.c").write_text(dsp_tables_c(sidecar, sensor_fs))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_runtime.hr_refine import HRRefine, refine_hr
 from firmware_bridge import bundle, dsp_check, golden, qemu
 
 pytestmark = [pytest.mark.slow, pytest.mark.toolchain]
@@ -36,7 +37,9 @@ def parse_windows(stdout: str) -> list[dict]:
         row = {"start": int(f[3]), "flags": int(f[5])}
         for tok in f[6:]:
             name, _, vals = tok.partition("=")
-            if name != "hr_bpm":
+            if name == "hr_bpm":
+                row[name] = float(vals)
+            else:
                 row[name] = [int(v) for v in vals.split(",")]
         rows.append(row)
     return rows
@@ -50,9 +53,26 @@ def check_against_golden(rows: list[dict], gold: dict) -> None:
         assert np.array_equal(got, e["data"]), e["name"]
 
 
+def check_hr(rows: list[dict], gold: dict, sidecar: dict) -> int:
+    """The example's hr_bpm (printed to 0.01) is edge_runtime's refined hr of the same window and
+    network output (its hr dequantised in float32, as the C does); the windows checked."""
+    hr_out = next(e for e in gold["outputs"] if e["name"] == "hr")
+    ppg = next(e for e in gold["inputs"] if e["name"] == "ppg")
+    net = np.float32(hr_out["scale"]) * (hr_out["data"].reshape(len(rows), -1)[:, 0].astype(np.float32)
+                                         - np.float32(hr_out["zero_point"]))
+    cfg = HRRefine.from_sidecar(sidecar)
+    x = ppg["data"].reshape(len(rows), -1).astype(np.float64) - ppg["zero_point"]
+    want = net.astype(np.float64) if cfg is None else refine_hr(x, net.astype(np.float64), gold["ppg_fs"], cfg)
+    usable = [i for i, r in enumerate(rows) if r["flags"] == 0]
+    for i in usable:
+        assert abs(rows[i]["hr_bpm"] - want[i]) <= 0.005 + 0.002, (i, rows[i]["hr_bpm"], want[i])
+    return len(usable)
+
+
 def test_bundle_layout_and_manifest(bundle_dir):
     for rel in ("README.md", "manifest.json", "model_int8.tflite", "model_int8.json",
                 "src/anyppg_dsp.c", "src/anyppg_dsp.h", "src/anyppg_dsp_tables.c",
+                "src/anyppg_hr.c", "src/anyppg_hr.h",
                 "src/anyppg_model_settings.h", "src/anyppg_model_data.c", "src/anyppg_model_data.h",
                 "src/anyppg_model.c", "src/anyppg_model.h", "examples/anyppg_example.c",
                 "examples/tflm_main.cc", "golden/golden.json"):
@@ -67,7 +87,13 @@ def test_bundle_layout_and_manifest(bundle_dir):
     assert m["stage"] == "firmware" and m["metrics"]["golden_windows"] == 3
     readme = (bundle_dir / "README.md").read_text()
     assert re.search(r"\$[a-z_]{3,}", readme) is None      # every template field filled
-    assert "| preprocessing |" in readme
+    assert "| preprocessing |" in readme and "| hr_refine |" in readme
+    has = HRRefine.from_sidecar(side) is not None
+    assert f"#define ANYPPG_HAS_HR_REFINE {int(has)}" in settings
+    sizes = m["metrics"]["sizes"]
+    if has and sizes:       # measured where arm-none-eabi-gcc and QEMU are installed
+        assert sizes["hr_refine_insns"] > 0 and sizes["parts"]["hr_refine"]["text"] > 0
+        assert f"{sizes['hr_refine_insns']:,} instructions per window" in readme
 
 
 def test_host_build_runs_golden(bundle_dir, tmp_path):
@@ -81,7 +107,10 @@ def test_host_build_runs_golden(bundle_dir, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     run = subprocess.run([str(exe)], cwd=bundle_dir, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
-    check_against_golden(parse_windows(run.stdout), golden.load_golden(bundle_dir / "golden"))
+    gold = golden.load_golden(bundle_dir / "golden")
+    check_against_golden(parse_windows(run.stdout), gold)
+    side = json.loads((bundle_dir / "model_int8.json").read_text())
+    assert check_hr(parse_windows(run.stdout), gold, side) > 0
 
 
 @pytest.mark.skipif(qemu.missing_tools() is not None, reason=str(qemu.missing_tools()))
@@ -97,7 +126,9 @@ def test_cortex_m4_build_and_qemu_run(bundle_dir, tmp_path):
                          cflags=["-Werror", "-ffp-contract=off"])
     res = qemu.run_elf(elf, cwd=bundle_dir, timeout_s=300)
     assert res.returncode == 0, res.stdout[-2000:]
-    check_against_golden(parse_windows(res.stdout), golden.load_golden(bundle_dir / "golden"))
+    gold = golden.load_golden(bundle_dir / "golden")
+    check_against_golden(parse_windows(res.stdout), gold)
+    check_hr(parse_windows(res.stdout), gold, json.loads((bundle_dir / "model_int8.json").read_text()))
 
 
 def test_regeneration_is_byte_identical(export_dir, tmp_path):
@@ -149,6 +180,12 @@ def test_bad_inputs(export_dir, tmp_path, capsys):
                         "--sensor-fs", "64.0137"]) == 1
     assert "cannot resample" in one_error_line(capsys)
     assert not (tmp_path / "o").exists()
+    side = json.loads((export_dir / "model_int8.json").read_text())
+    side["hr_refine"] = {**HRRefine().to_dict(), "window": "hann"}      # a copy in tmp_path only
+    (bad / "model_int8.json").write_text(json.dumps(side))
+    assert bundle.main(["--from", str(bad), "--out", str(tmp_path / "o")]) == 1
+    msg = one_error_line(capsys)
+    assert "model_int8.json" in msg and "unknown key(s) ['window']" in msg
     (tmp_path / "o").mkdir()
     assert bundle.main(["--from", str(export_dir), "--out", str(tmp_path / "o")]) == 1
     assert "already exists" in one_error_line(capsys)

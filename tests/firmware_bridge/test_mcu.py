@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from firmware_bridge import qemu
+from edge_runtime.hr_refine import HRRefine
+from firmware_bridge import mcu, qemu
 from firmware_bridge.vela import compile_u55, vela_exe
 
 from .mcu_fixtures import firmware_run
@@ -32,7 +33,18 @@ def test_mcu_stage_bit_exact_on_m4(export_dir, tmp_path):
         assert r["stack_bytes"] > 0 and r["static_ram_bytes"] >= res["codegen"]["arena_bytes"]
     # the dual-MAC path runs fewer instructions than the plain C one on the same bytes
     assert runs["dsp"]["inference_insns"] < runs["portable"]["inference_insns"]
-    assert (out / "mcu.md").read_text().count("mps2-an386") == 2
+    md = (out / "mcu.md").read_text()
+    assert md.count("mps2-an386") == 2
+    side = json.loads((export_dir / "model_int8.json").read_text())
+    if HRRefine.from_sidecar(side) is None:
+        pytest.skip("this export's sidecar has no hr_refine block: the refinement is not measured")
+    assert res["with_hr_refine"]
+    for r in runs.values():      # counted apart, in the total, and checked against edge_runtime
+        assert r["hr_refine_insns"] >= max(r["hr_refine_insns_all_windows"]) > 0
+        assert r["total_insns"] == r["preprocessing_insns"] + r["inference_insns"] + r["hr_refine_insns"]
+        assert r["hr_refine_max_abs_diff_bpm"] <= mcu.HR_TOL_BPM and r["stack_hr_bytes"] > 0
+        assert r["by_group"]["hr_refine"]["flash"] > 0
+    assert "HR refinement on the golden windows" in md
 
 
 def test_mcu_rejects_missing_run(tmp_path, capsys):

@@ -4,12 +4,15 @@
  * is read over semihosting), pushed in chunks of EXAMPLE_CHUNK samples like a FIFO drain.
  * On a watch, replace read_sensor() with the PPG driver. Per window it prints
  *     window <k> start <sample> flags <bits> <output>=<q>,<q>,... (int8, by name)
- * and, for a usable window, hr in bpm when the model has an `hr` output.
+ * and, for a usable window, hr in bpm (to 0.01) when the model has an `hr` output: refined by
+ * anyppg_hr_refine where the sidecar has an hr_refine block (ANYPPG_HAS_HR_REFINE), the
+ * number a watch shows.
  * Build: cc -std=c11 -ffp-contract=off *.c examples/anyppg_example.c -lm (see README.md).
  */
 #include <stdio.h>
 
 #include "anyppg_dsp.h"
+#include "anyppg_hr.h"
 #include "anyppg_model.h"
 
 #ifndef EXAMPLE_RAW
@@ -43,7 +46,11 @@ static void report(long k)
 #ifdef ANYPPG_OUTPUT_HR_SCALE
     if (win.flags == 0) {
         float hr = ANYPPG_OUTPUT_HR_SCALE * (float)(out.hr[0] - ANYPPG_OUTPUT_HR_ZERO_POINT);
-        printf(" hr_bpm=%d", (int)(hr + 0.5f));
+#if ANYPPG_HAS_HR_REFINE
+        anyppg_hr_refine(model_in, ANYPPG_INPUT_PPG_ZERO_POINT, hr, &hr); /* the number to show */
+#endif
+        const long c = (long)(hr * 100.0f + (hr < 0.0f ? -0.5f : 0.5f)); /* no float printf */
+        printf(" hr_bpm=%s%ld.%02ld", c < 0 ? "-" : "", (c < 0 ? -c : c) / 100, (c < 0 ? -c : c) % 100);
     }
 #endif
     printf("\n");

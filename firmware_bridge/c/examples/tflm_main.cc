@@ -1,11 +1,12 @@
 // Running the bundle's model with TensorFlow Lite Micro instead of the generated anyppg_invoke.
 // Documented, not built here (TFLM's sources are not part of this project): add this file to a
 // firmware tree that has tflite-micro (and, on Cortex-M, CMSIS-NN) and compile it with the
-// bundle's anyppg_dsp.c, anyppg_dsp_tables.c and anyppg_model_data.c.
+// bundle's anyppg_dsp.c, anyppg_dsp_tables.c, anyppg_hr.c and anyppg_model_data.c.
 //
 // Arena: TFLM needs its own working memory; start from the bundle README's figure and let
 // interpreter.arena_used_bytes() tell the real need after AllocateTensors().
 #include <cstdio>
+#include <cstring>
 
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
@@ -13,6 +14,7 @@
 
 extern "C" {
 #include "anyppg_dsp.h"
+#include "anyppg_hr.h"
 #include "anyppg_model_data.h"
 }
 
@@ -49,10 +51,19 @@ int main() {
     // the preprocessing writes the int8 window straight into the model's input tensor
     while (anyppg_dsp_poll(&dsp, &win, input->data.int8) == 1) {
       if (win.flags != 0) continue;  // low quality: no number for this window
+#if ANYPPG_HAS_HR_REFINE
+      // TFLM's planner may reuse the input tensor's memory once its last reader has run, and
+      // the HR refinement reads the window after Invoke: keep a copy (ANYPPG_WINDOW_LEN bytes).
+      static int8_t window_copy[ANYPPG_WINDOW_LEN];
+      std::memcpy(window_copy, input->data.int8, sizeof window_copy);
+#endif
       if (interpreter.Invoke() != kTfLiteOk) return 3;
 #ifdef ANYPPG_OUTPUT_HR_POSITION
       const TfLiteTensor *hr = interpreter.output(ANYPPG_OUTPUT_HR_POSITION);
       float bpm = ANYPPG_OUTPUT_HR_SCALE * (hr->data.int8[0] - ANYPPG_OUTPUT_HR_ZERO_POINT);
+#if ANYPPG_HAS_HR_REFINE
+      anyppg_hr_refine(window_copy, ANYPPG_INPUT_PPG_ZERO_POINT, bpm, &bpm);  // the number to show
+#endif
       printf("hr %.1f bpm\n", static_cast<double>(bpm));
 #endif
     }

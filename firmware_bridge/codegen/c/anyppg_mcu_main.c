@@ -6,6 +6,11 @@
  *     @insns push_total N / @insns poll_<k> N / @insns infer_<k> N
  *     @stack poll N / @stack infer N      (bytes, painted-stack high-water, 64-byte resolution)
  *     @check inputs_mismatch N outputs_mismatch N windows K
+ * Built with ANYPPG_MCU_WITH_HR (the sidecar's HR refinement, anyppg_hr.c; needs the
+ * preprocessing's settings header), each window's hr is also refined on the input the model
+ * read: "@insns hr_<k> N", "@hr <k> <refined hr, float32 bits in hex>", and once the worst
+ * case, hr in the middle of the bins where every candidate within the radius is used:
+ * "@insns hr_worst N"; "@stack hr N".
  * anyppg_mcu_golden.h (generated) holds the stream, the expected inputs and outputs. */
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +24,10 @@
 static anyppg_dsp_t dsp;
 static anyppg_dsp_window_t win;
 static int8_t win_q[ANYPPG_WINDOW_LEN]; /* the int8 model input anyppg_dsp_poll writes */
+#endif
+
+#if ANYPPG_MCU_WITH_HR
+#include "anyppg_hr.h"
 #endif
 
 #define PAINT_BYTES 12288u
@@ -65,7 +74,38 @@ void anyppg_mcu_layer_hook(int i, const char *name)
 #endif
 
 static anyppg_model_outputs out;
-static uint32_t in_bad, out_bad, stack_poll, stack_infer;
+static uint32_t in_bad, out_bad, stack_poll, stack_infer, stack_hr;
+
+#if ANYPPG_MCU_WITH_HR
+/* One timed anyppg_hr_refine on the window the model read; its result. */
+static float time_hr(const char *label, const int8_t *ppg, float hr)
+{
+    float got = 0.0f;
+    stack_paint();
+    uint64_t t0 = anyppg_cm_bench_ticks();
+    anyppg_hr_refine(ppg, ANYPPG_INPUT_PPG_ZERO_POINT, hr, &got);
+    uint64_t t1 = anyppg_cm_bench_ticks();
+    uint32_t s = stack_used();
+    stack_hr = s > stack_hr ? s : stack_hr;
+    anyppg_cm_bench_report(label, t1 - t0);
+    return got;
+}
+
+static void run_hr(int k, const int8_t *ppg)
+{
+    char label[32];
+    snprintf(label, sizeof label, "hr_%d", k);
+    const float hr = ANYPPG_OUTPUT_HR_SCALE * (float)(out.hr[0] - ANYPPG_OUTPUT_HR_ZERO_POINT);
+    union {
+        float f;
+        uint32_t u;
+    } got = {.f = time_hr(label, ppg, hr)};
+    printf("@hr %d %08lx\n", k, (unsigned long)got.u);
+    if (k == 0) {
+        (void)time_hr("hr_worst", ppg, 0.5f * (ANYPPG_HR_BIN_MIN_BPM + ANYPPG_HR_BIN_MAX_BPM));
+    }
+}
+#endif
 
 static void run_model(int k, const int8_t *ppg)
 {
@@ -89,6 +129,9 @@ static void run_model(int k, const int8_t *ppg)
         const int8_t *want = anyppg_mcu_expected_outputs[i] + (size_t)k * (size_t)p->len;
         for (int j = 0; j < p->len; ++j) out_bad += got[j] != want[j];
     }
+#if ANYPPG_MCU_WITH_HR
+    run_hr(k, ppg);
+#endif
 }
 
 int main(void)
@@ -136,6 +179,9 @@ int main(void)
         run_model(k, anyppg_mcu_expected_ppg + (size_t)k * ANYPPG_MCU_WINDOW);
 #endif
     printf("@stack infer %lu\n", (unsigned long)stack_infer);
+#if ANYPPG_MCU_WITH_HR
+    printf("@stack hr %lu\n", (unsigned long)stack_hr);
+#endif
     printf("@check inputs_mismatch %lu outputs_mismatch %lu windows %d\n",
            (unsigned long)in_bad, (unsigned long)out_bad, k);
     return (out_bad || k != ANYPPG_MCU_N_WINDOWS) ? 1 : (in_bad ? 4 : 0);
