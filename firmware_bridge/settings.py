@@ -6,7 +6,8 @@ from edge_runtime.resample, the band-pass sections and their steady state from
 edge_runtime.preprocess.ppg_sos (in integer / Q32 form, with each section's DC gain for the
 steady state scipy.signal.sosfilt_zi gives), the padding from scipy's
 sosfiltfilt rule, the thresholds from the sidecar's SignalSpec, the input quantisation and the
-outputs from the sidecar by name, the flag bits from edge_runtime.spec.
+outputs from the sidecar by name, the flag bits from edge_runtime.spec, the HR refinement's
+parameters (anyppg_hr.c) from the sidecar's "hr_refine" block through HRRefine.from_sidecar.
 """
 from __future__ import annotations
 

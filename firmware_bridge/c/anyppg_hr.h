@@ -21,7 +21,7 @@
  * without a refinement (ANYPPG_HAS_HR_REFINE 0) the function copies hr_bpm.
  *
  * How (anyppg_hr.c): P(g) by Reinsch's form of the Goertzel recurrence (stable at the low
- * frequencies of a pulse, where the plain Goertzel loses most of float32's digits), four
+ * frequencies of a pulse, where the plain Goertzel loses most of float32's digits), eight
  * candidates per pass over the window; sin/cos of each candidate's frequency, log and exp by
  * short polynomials in +, *, fmaf only, so a build gives the same bits on a host and on a
  * Cortex-M4F (build with -ffp-contract=off, as the rest of the bundle). The weights are taken

@@ -133,6 +133,15 @@ def test_cortex_m4_gives_the_host_bits(cases, tmp_path):
     assert 0 < insns["hr_max"] <= insns["hr_sum"]
 
 
+def test_no_block_is_a_copy(cases, tmp_path):
+    """Built from a sidecar without a block, anyppg_hr_refine hands the network's hr back."""
+    plain = {k: v for k, v in cases["sidecar"].items() if k != "hr_refine"}
+    gen = hr_check.generate_header(plain, tmp_path / "gen")
+    got, _ = hr_check.run(hr_check.build_host(gen), cases["q"][-40:], cases["zp"], cases["hr"][-40:],
+                          tmp_path / "run")
+    assert np.array_equal(got.view(np.uint32), cases["hr"][-40:].view(np.uint32))
+
+
 def test_settings_macros(export_dir):
     sidecar = json.loads((export_dir / "model_int8.json").read_text())
     plain = {k: v for k, v in sidecar.items() if k != "hr_refine"}
