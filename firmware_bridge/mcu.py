@@ -223,7 +223,8 @@ def markdown(res: dict) -> str:
             continue
         hr = r.get("hr_refine_insns")
         lines.append(f"| {r['board']} | {r['variant']} | {r['preprocessing_insns']} | {r['inference_insns']} | "
-                     f"{hr if hr is not None else 'n/a'} | {r['total_insns']} | {r['latency_ms']} | {r['duty_cycle_pct']} | {r['flash_bytes']} | "
+                     f"{hr if hr is not None else 'n/a'} | {r['total_insns']} | {r['latency_ms']} | "
+                     f"{r['duty_cycle_pct']} | {r['flash_bytes']} | "
                      f"{r['ram_bytes']} ({r['static_ram_bytes']} + {r['stack_bytes']}) | {r['bit_exact']} | "
                      f"{r['preprocessing_exact'] if res['with_preprocessing'] else 'n/a'} |")
     t, c = res["tflm"], res["codegen"]
