@@ -80,12 +80,13 @@ def cases(export_dir, qstore):
     near = peak + rng.normal(0.0, 8.0, len(q))
     far = rng.uniform(20.0, 250.0, len(q))
     edges = np.array([30.0, 230.0, 29.0, 231.0, 0.0, 259.0, 260.0, 261.0, 300.0, -40.0, 60.0,
-                      np.nextafter(np.float32(60.0), np.float32(100.0)), 200.0, np.nan, np.inf,
-                      -np.inf], np.float32)
+                      np.nextafter(np.float32(60.0), np.float32(100.0)), 200.0, 1e-40, 3.4e38,
+                      np.nan, np.inf, -np.inf], np.float32)
     zero = np.full((len(edges), q.shape[1]), zp, np.int8)
     pick = rng.choice(len(q), len(edges))
-    qs = np.concatenate([q, q, q[pick], zero])
-    hr = np.concatenate([near, far, edges, edges]).astype(np.float32)
+    rail = np.stack([np.full(q.shape[1], 127), np.where(np.arange(q.shape[1]) % 2, 127, -128)]).astype(np.int8)
+    qs = np.concatenate([q, q, q[pick], rail, zero])        # zero: the all-zero window (x = q - zp)
+    hr = np.concatenate([near, far, edges, [100.0, 100.0], edges]).astype(np.float32)
     n_bidmc = len(z) - len(WindowStore(qstore, split=None).column("ppg"))
     return {"q": qs, "zp": zp, "hr": hr, "sidecar": sidecar, "windows": len(q), "bidmc": n_bidmc}
 
