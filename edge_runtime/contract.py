@@ -14,6 +14,9 @@ Sidecar (schema_version 2), the part this contract fixes:
     "outputs": [{"name", "index", "position", "shape", "dtype", "scale", "zero_point",
                  "unit", "kind"}, ...]
     "decision": {"quality_min_prob": 0.5, "hr_confidence_min": 0.5}
+    "hr_refine": {"sigma_bpm", "power", "radius_bpm", "step_bpm", "method"}   (optional: the HR a
+                 device shows is the network's hr refined on the window's spectrum,
+                 edge_runtime.hr_refine; absent: the network's hr as it is)
 
 Schema version 1 (one "input" object, no "decision") is still read: `sidecar_inputs`.
 """
