@@ -360,6 +360,9 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="test", help="store split to score (default test)")
     ap.add_argument("--train-mean", type=float, default=None,
                     help="training HR mean (default: the sidecar's label_norm.hr.mean)")
+    ap.add_argument("--invert", action="store_true",
+                    help="score every set upside down (PPG sign flipped after preprocessing): what a "
+                         "sensor of the other polarity gives, e.g. camera brightness")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args(argv)
     try:
@@ -372,6 +375,8 @@ def main(argv=None) -> int:
             raise BenchError(f"{args.model}: the sidecar records no training HR mean; pass --train-mean")
         results = []
         for name, data in _sets(args, model.spec):
+            if args.invert:
+                name, data = f"{name}, inverted", {**data, "ppg": -data["ppg"]}
             out = model.run(model_inputs(model, data))
             results.append(score_set(name, data, out, float(train_mean), float(model.decision), model.label))
             print(format_set(results[-1]), flush=True)

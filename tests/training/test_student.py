@@ -175,6 +175,17 @@ def test_augment_shift_pads_with_edges():
     assert (y[..., 1:] - y[..., :-1] >= -1e-6).all()
 
 
+def test_augment_inverts_polarity_only_when_asked_and_leaves_other_draws_alone():
+    x = torch.randn(64, 1, 1250)
+    x = (x - x.mean(-1, keepdim=True)) / x.std(-1, keepdim=True, unbiased=False)
+    base = augment(x, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(augment(x, torch.Generator().manual_seed(5), AugmentConfig(p_invert=0.0)), base)
+    y = augment(x, torch.Generator().manual_seed(5), AugmentConfig(p_invert=0.5))
+    flipped = (y + base).abs().amax(-1).squeeze(1) < 1e-5          # exactly -base
+    kept = (y - base).abs().amax(-1).squeeze(1) < 1e-5
+    assert (flipped | kept).all() and 16 < int(flipped.sum()) < 48
+
+
 def test_hr_bin_loss_prefers_the_labelled_bin_and_trains_confidence():
     from training.losses import hr_bin_losses
     bins = torch.tensor(S.HR_BINS)

@@ -10,12 +10,15 @@ probability:
 * baseline wander: a slow sinusoid (arm movement, temperature);
 * time shift: a small shift with edge padding (the first/last sample is repeated, no wrap-around);
 * noise: white Gaussian noise;
-* dropouts: short stretches set to the window mean (sensor lift-off, saturation recovery).
+* dropouts: short stretches set to the window mean (sensor lift-off, saturation recovery);
+* polarity: the window upside down (off by default, `p_invert`): sensors disagree on which way
+  is up (a camera's brightness falls as blood volume rises; many wrist AFEs report raw
+  photocurrent), and a student that only saw one polarity reads the other one's HR badly.
 
 Then every window is z-scored again (population std, as edge_runtime.preprocess.zscore), so the
 result still satisfies the input contract of the SignalSpec.
 
-Label safety: none of these changes the pulse rate, and the defaults stay clear of the
+Label safety: none of these changes the pulse rate (nor does inversion), and the defaults stay clear of the
 respiratory band (0.1-0.5 Hz, what RIAV/RIIV-based RR estimation and the RR head rely on):
 the gain is a monotone ramp and the wander is below 0.1 Hz. Heavy noise or long dropouts would
 change what a 'quality' label means, so they are kept short and small.
@@ -46,6 +49,7 @@ class AugmentConfig:
     p_dropout: float = 0.2              # per dropout slot
     dropout_s: tuple[float, float] = (0.1, 0.5)
     max_dropouts: int = 2
+    p_invert: float = 0.0               # flip the window's sign (polarity); 0: no draw at all
 
 
 def zscore(x: Tensor, eps: float = 1e-8) -> Tensor:
@@ -107,5 +111,10 @@ def augment(x: Tensor, generator: torch.Generator, cfg: AugmentConfig | None = N
     on = torch.rand(B, generator=g, device=dev) < cfg.p_noise
     sd = _u(B, *cfg.noise_std, g, dev) * on
     y = y + sd[:, None, None] * torch.randn(y.shape, generator=g, device=dev, dtype=y.dtype)
+
+    # polarity, drawn last and only when enabled: configs without it augment as before, bit for bit
+    if cfg.p_invert > 0:
+        on = torch.rand(B, generator=g, device=dev) < cfg.p_invert
+        y = torch.where(on[:, None, None], -y, y)
 
     return zscore(y, eps)
