@@ -39,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--time-unit", choices=("s", "ms"), default="s")
     p.add_argument("--accel-columns", help="x,y,z accelerometer columns in g (CSV/NPZ), for a model "
                    "with an 'accel' input (edge_runtime.accel)")
+    p.add_argument("--invert", action="store_true",
+                   help="the sensor reports PPG upside down (e.g. camera brightness, raw photocurrent): "
+                        "flip it; the model's input contract is pulse up (blood volume up)")
     p.add_argument("--out", help="results .csv or .json")
     p.add_argument("--backend", choices=BACKENDS, default="xnnpack")
     p.add_argument("--threads", type=int, default=1)
@@ -101,6 +104,8 @@ def run(args) -> tuple[list[WindowResult], dict]:
     results: list[WindowResult] = []
     # a time column found by its name only gives the rate; --time-column places samples by it
     x, t = rec.samples, (rec.timestamps if args.time_column else None)
+    if args.invert:
+        x = -np.asarray(x, np.float64)
     step = max(1, int(round(args.chunk_s * stream.plan.nominal_hz))) if args.chunk_s > 0 else len(x)
     for i in range(0, len(x), step):
         results += stream.push(x[i:i + step], None if t is None else t[i:i + step],
@@ -111,6 +116,7 @@ def run(args) -> tuple[list[WindowResult], dict]:
             "fs_nominal": stream.plan.nominal_hz, "rate_note": stream.plan.note,
             "timestamps": t is not None, "outputs": model.output_names,
             "hr_refine": None if model.hr_refine is None else model.hr_refine.to_dict(),
+            "inverted": bool(args.invert),
             "accel_columns": acc_cols}
     return results, meta
 

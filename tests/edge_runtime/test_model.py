@@ -157,6 +157,15 @@ def test_cli_runs_a_csv_and_writes_results(export_dir, tmp_path, capsys):
     assert run_main(["--model", str(export_dir), "--input", str(csv), "--ppg-column", "pleth",
                      "--fs", "64", "--chunk-s", "0.7", "--out", str(out_csv), "--quiet"]) == 0
     assert out_csv.read_text().count("\n") == 4
+    # a sensor of the other polarity, flipped by --invert, gives the upright recording's results
+    up, down = tmp_path / "up.json", tmp_path / "down.json"
+    flipped = tmp_path / "flipped.csv"
+    flipped.write_text("time,pleth\n" + "\n".join(f"{i / fs:.6f},{-v:.6f}" for i, v in enumerate(x)))
+    assert run_main(["--model", str(export_dir), "--input", str(csv), "--out", str(up), "--quiet"]) == 0
+    assert run_main(["--model", str(export_dir), "--input", str(flipped), "--invert", "--out", str(down),
+                     "--quiet"]) == 0
+    a, b = json.loads(up.read_text()), json.loads(down.read_text())
+    assert b["inverted"] and not a["inverted"] and a["windows"] == b["windows"]
 
 
 def test_sidecar_hr_refine_is_the_hr_the_stream_shows(copy_export, export_dir):
