@@ -54,7 +54,7 @@ class HRRefine:
             raise RefineConfigError(f"hr_refine.method {self.method!r}: this runtime knows {METHOD!r}")
         for k in ("sigma_bpm", "power", "radius_bpm", "step_bpm"):
             v = getattr(self, k)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise RefineConfigError(f"hr_refine.{k} must be a positive number, got {v!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,13 +89,6 @@ def _tables(step_bpm: float, fs: float, length: int) -> tuple[np.ndarray, np.nda
     return g, np.cos(ph), np.sin(ph)
 
 
-def spectrum(x: np.ndarray, fs: float, cfg: HRRefine) -> tuple[np.ndarray, np.ndarray]:
-    """(candidates (G,), power (N, G)) of windows x (N, L): |DFT|^2 at every candidate rate."""
-    x = np.atleast_2d(np.asarray(x, np.float64))
-    g, c, s = _tables(float(cfg.step_bpm), float(fs), x.shape[1])
-    return g, (x @ c.T) ** 2 + (x @ s.T) ** 2
-
-
 def refine_hr(x: np.ndarray, hr: np.ndarray | float, fs: float, cfg: HRRefine) -> np.ndarray:
     """Refined HR (N,) bpm of windows x (N, L) (or one (L,)) given the network's hr (N,)."""
     x = np.atleast_2d(np.asarray(x, np.float64))
@@ -127,4 +120,13 @@ def refine_on_input(z: np.ndarray, hr: np.ndarray | float, ppg_input: dict[str, 
     the runtime does (`ppg_input`: the sidecar's input entry, scale and zero_point), then refined
     on the integers minus the zero point, as the C bundle does. (N,) bpm."""
     q = quantize_input(np.atleast_2d(np.asarray(z, np.float32)), ppg_input["scale"], ppg_input["zero_point"])
-    return refine_hr(q.astype(np.float64) - ppg_input["zero_point"], hr, fs, cfg)
+    return refine_int8(q, ppg_input["zero_point"], hr, fs, cfg)
+
+
+def refine_int8(q: np.ndarray, zero_point: int | float, hr: np.ndarray | float, fs: float,
+                cfg: HRRefine) -> np.ndarray:
+    """The refinement of int8 model inputs q (N, L) (or (N, L, 1), one (L,)) as a device runs it:
+    on q - zero_point. (N,) bpm."""
+    q = np.asarray(q)
+    x = q.reshape(len(q), -1) if q.ndim > 1 else q
+    return refine_hr(x.astype(np.float64) - float(zero_point), hr, fs, cfg)

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.contract import sidecar_inputs
+from edge_runtime.hr_refine import HRRefine, refine_int8
 from edge_runtime.interpreters import quantize_input
 from edge_runtime.preprocess import ppg_windows
 from edge_runtime.spec import SignalSpec
@@ -156,3 +157,18 @@ def load_golden(folder: str | Path) -> dict[str, Any]:
     for e in meta["inputs"] + meta["outputs"]:
         e["data"] = arr(e)
     return meta
+
+
+def golden_refined_hr(gold: dict[str, Any], sidecar: dict, k: int | None = None) -> np.ndarray | None:
+    """edge_runtime's HR for the first k golden windows as a device shows it: the golden network
+    hr dequantised in float32 (as the C does), refined on the golden int8 input with the
+    sidecar's hr_refine block (edge_runtime.hr_refine.refine_int8). None without a block."""
+    cfg = HRRefine.from_sidecar(sidecar)
+    if cfg is None:
+        return None
+    hr = next(e for e in gold["outputs"] if e["name"] == "hr")
+    ppg = next(e for e in gold["inputs"] if e["name"] == "ppg")
+    q = ppg["data"].reshape(len(ppg["data"]), -1)[:k]
+    net = np.float32(hr["scale"]) * (hr["data"].reshape(len(ppg["data"]), -1)[:k, 0].astype(np.float32)
+                                     - np.float32(hr["zero_point"]))
+    return refine_int8(q, ppg["zero_point"], net.astype(np.float64), float(gold["ppg_fs"]), cfg)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.hr_refine import HRRefine, refine_hr
+from edge_runtime.hr_refine import HRRefine, refine_int8
 from edge_runtime.spec import SignalSpec
 
 from . import qemu
@@ -95,5 +95,4 @@ def reference(q: np.ndarray, zero_point: int, hr: np.ndarray, sidecar: dict) -> 
     if cfg is None:
         return np.asarray(hr, np.float64)
     fs = float(SignalSpec.from_dict(sidecar["spec"]).ppg_fs)
-    x = np.asarray(q, np.float64) - float(zero_point)
-    return refine_hr(x, np.asarray(hr, np.float32).astype(np.float64), fs, cfg)
+    return refine_int8(q, zero_point, np.asarray(hr, np.float32).astype(np.float64), fs, cfg)

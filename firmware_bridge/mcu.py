@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from anyppg.runs import atomic_write_json, atomic_write_text, write_manifest
-from edge_runtime.hr_refine import HRRefine, refine_hr
+from edge_runtime.hr_refine import HRRefine
 from firmware_bridge import qemu
 from firmware_bridge.codegen import CodegenError, generate_inference
-from firmware_bridge.golden import load_golden
+from firmware_bridge.golden import golden_refined_hr, load_golden
 from firmware_bridge.mcu_image import attribute_sizes, build_image, golden_header, run_image
 from firmware_bridge.vela import VelaError, compile_u55
 
@@ -86,17 +86,9 @@ def hr_source(dsp_dir: Path | None, sidecar: dict) -> Path | None:
 def check_hr(run: dict, golden: dict, sidecar: dict) -> float | None:
     """max |board - edge_runtime.refine_hr| (bpm) of the refined hr over the windows run, with
     the network's hr dequantised in float32 as the harness does; None without a refinement."""
-    cfg = HRRefine.from_sidecar(sidecar)
     got = np.asarray(run.get("hr_refined") or [], np.float64)
-    if cfg is None or not len(got):
-        return None
-    k = len(got)
-    ppg = next(e for e in golden["inputs"] if e["name"] == "ppg")
-    hr = next(e for e in golden["outputs"] if e["name"] == "hr")
-    net = np.float32(hr["scale"]) * (hr["data"].reshape(-1)[:k].astype(np.float32) - np.float32(hr["zero_point"]))
-    x = ppg["data"].reshape(len(ppg["data"]), -1)[:k].astype(np.float64) - float(ppg["zero_point"])
-    want = refine_hr(x, net.astype(np.float64), float(golden["ppg_fs"]), cfg)
-    return float(np.abs(got - want).max())
+    want = golden_refined_hr(golden, sidecar, len(got)) if len(got) else None
+    return None if want is None else float(np.abs(got - want).max())
 
 
 _ARENA_PROBE = ("import sys, tflite_micro; "

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.hr_refine import HRRefine, refine_hr
+from edge_runtime.hr_refine import HRRefine
 from firmware_bridge import bundle, dsp_check, golden, qemu
 
 pytestmark = [pytest.mark.slow, pytest.mark.toolchain]
@@ -57,12 +57,10 @@ def check_hr(rows: list[dict], gold: dict, sidecar: dict) -> int:
     """The example's hr_bpm (printed to 0.01) is edge_runtime's refined hr of the same window and
     network output (its hr dequantised in float32, as the C does); the windows checked."""
     hr_out = next(e for e in gold["outputs"] if e["name"] == "hr")
-    ppg = next(e for e in gold["inputs"] if e["name"] == "ppg")
     net = np.float32(hr_out["scale"]) * (hr_out["data"].reshape(len(rows), -1)[:, 0].astype(np.float32)
                                          - np.float32(hr_out["zero_point"]))
-    cfg = HRRefine.from_sidecar(sidecar)
-    x = ppg["data"].reshape(len(rows), -1).astype(np.float64) - ppg["zero_point"]
-    want = net.astype(np.float64) if cfg is None else refine_hr(x, net.astype(np.float64), gold["ppg_fs"], cfg)
+    want = golden.golden_refined_hr(gold, sidecar)
+    want = net.astype(np.float64) if want is None else want
     usable = [i for i, r in enumerate(rows) if r["flags"] == 0]
     for i in usable:
         assert abs(rows[i]["hr_bpm"] - want[i]) <= 0.005 + 0.002, (i, rows[i]["hr_bpm"], want[i])
