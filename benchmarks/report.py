@@ -186,7 +186,8 @@ def _m4_latency(mc: dict) -> str:
 
 def _instr(mc: dict) -> str:
     parts = []
-    for key, label in (("inference_insns", "inference"), ("preprocessing_insns", "preprocessing")):
+    for key, label in (("inference_insns", "inference"), ("preprocessing_insns", "preprocessing"),
+                       ("hr_refine_insns", "HR refinement")):
         if mc.get(key):
             parts.append(f"{_num(mc[key])} {label}")
     return " + ".join(parts) or NOT_MEASURED

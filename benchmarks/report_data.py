@@ -14,11 +14,11 @@ checklist of the stages' output formats):
     export          model_int8.tflite (size), model_int8.json (sidecar: outputs by name),
                     parity.json engines.*.vs_float.embedding_cosine_mean
     firmware        manifest.json metrics.inference.{weight_bytes, arena_bytes, macs},
-                    metrics.sizes.parts.{preprocessing, inference}.{text, data, bss},
+                    metrics.sizes.parts.{preprocessing, inference, hr_refine}.{text, data, bss},
                     metrics.golden_windows; any *bit_exact* flag if the stage reports one
     mcu             mcu.json runs[board == mps2-an386, variant == dsp (else the first M4 run)].
-                    {inference_insns, preprocessing_insns, total_insns, latency_ms, duty_cycle_pct,
-                    flash_bytes, ram_bytes, bit_exact, preprocessing_exact}; assumptions
+                    {inference_insns, preprocessing_insns, hr_refine_insns, total_insns, latency_ms,
+                    duty_cycle_pct, flash_bytes, ram_bytes, bit_exact, preprocessing_exact}; assumptions
                     {clock_hz, cycles_per_instruction}; speedup_vs_tflm_cmsis_nn;
                     ethos_u55.{time_us, cpu_ops}
     bench           results.json latency[].{model (label), p50_us, p99_us, samples_us, peak_rss_mb, error};
@@ -187,12 +187,13 @@ def export_facts(run: Path) -> dict[str, Any]:
 
 def firmware_facts(run: Path) -> dict[str, Any]:
     """The C bundle: weights, arena, MACs of the generated inference; flash and static RAM of its
-    preprocessing + inference objects for the Cortex-M4F (arm-none-eabi-size), when measured."""
+    preprocessing + inference (+ HR refinement) objects for the Cortex-M4F (arm-none-eabi-size),
+    when measured."""
     man = read_json(run / "firmware" / "manifest.json") or {}
     m = man.get("metrics") or {}
     inf = m.get("inference") or {}
     parts = ((m.get("sizes") or {}).get("parts") or {})
-    used = [parts[k] for k in ("preprocessing", "inference") if isinstance(parts.get(k), dict)]
+    used = [parts[k] for k in ("preprocessing", "inference", "hr_refine") if isinstance(parts.get(k), dict)]
     flash = sum(p.get("text", 0) + p.get("data", 0) for p in used) if used else None
     ram = sum(p.get("data", 0) + p.get("bss", 0) for p in used) if used else None
     exact = find_flag(man, r"bit.?exact")
@@ -203,7 +204,7 @@ def firmware_facts(run: Path) -> dict[str, Any]:
 
 def mcu_facts(run: Path) -> dict[str, Any]:
     """The simulated Cortex-M4 (mps2-an386, DSP-extension kernels): instructions per window for
-    preprocessing and inference, flash, RAM (static + stack high-water), latency at the assumed
+    preprocessing, inference and the HR refinement (worst case), flash, RAM (static + stack high-water), latency at the assumed
     clock and CPI, bit-exactness against the golden outputs; Ethos-U55 time when Vela ran."""
     m = read_json(run / "mcu" / "mcu.json")
     if not isinstance(m, dict):
@@ -214,7 +215,8 @@ def mcu_facts(run: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"assumptions": m.get("assumptions"), "speedup_vs_tflm": m.get("speedup_vs_tflm_cmsis_nn"),
                            "errors": [r.get("error") for r in m.get("runs") or [] if isinstance(r, dict) and r.get("error")]}
     if m4:
-        out.update({k: m4.get(k) for k in ("inference_insns", "preprocessing_insns", "total_insns", "latency_ms",
+        out.update({k: m4.get(k) for k in ("inference_insns", "preprocessing_insns", "hr_refine_insns",
+                                           "total_insns", "latency_ms",
                                            "duty_cycle_pct", "flash_bytes", "ram_bytes", "bit_exact",
                                            "preprocessing_exact", "variant")})
     u = m.get("ethos_u55")

@@ -57,10 +57,12 @@ def _device_stages(run: Path) -> None:
             "sensor_fs": 125.0, "golden_windows": 6,
             "inference": {"arena_bytes": 12_000, "weight_bytes": 9_000, "macs": 44_800},
             "sizes": {"board": "mps2-an386", "parts": {"preprocessing": {"text": 4000, "data": 0, "bss": 6000},
-                                                       "inference": {"text": 20000, "data": 0, "bss": 12000}}}}}))
+                                                       "inference": {"text": 20000, "data": 0, "bss": 12000},
+                                                       "hr_refine": {"text": 1536, "data": 0, "bss": 0}}}}}))
     (run / "mcu").mkdir()
     m4 = {"board": "mps2-an386", "variant": "dsp", "preprocessing_insns": 310_000, "inference_insns": 1_500_000,
-          "total_insns": 1_810_000, "latency_ms": 28.3, "duty_cycle_pct": 0.28, "flash_bytes": 60_000,
+          "hr_refine_insns": 420_000,
+          "total_insns": 2_230_000, "latency_ms": 28.3, "duty_cycle_pct": 0.28, "flash_bytes": 60_000,
           "ram_bytes": 30_000, "bit_exact": True, "preprocessing_exact": True}
     (run / "mcu" / "mcu.json").write_text(json.dumps(
         {"assumptions": {"clock_hz": 64e6, "cycles_per_instruction": 1.2},
@@ -127,8 +129,8 @@ def test_table_is_filled_from_the_stage_outputs(full_run):
     assert t["model"][:2] == ["net1d-tiny", "student-tiny"]
     assert t["parameters"][1] == t["parameters"][2] and t["parameters"][1] != "not measured"
     assert t["weights / file size"][2].endswith(".tflite")
-    assert t["instructions per window"][4] == "1.50 M inference + 310.0 k preprocessing"
-    assert t["flash"][3:] == ["23.4 KB (M4 objects)", "58.6 KB"]
+    assert t["instructions per window"][4] == "1.50 M inference + 310.0 k preprocessing + 420.0 k HR refinement"
+    assert t["flash"][3:] == ["24.9 KB (M4 objects)", "58.6 KB"]
     assert t["RAM"][3:] == ["11.7 KB arena", "29.3 KB (static + stack)"]
     assert t["latency per window"][4] == "28.3 ms (estimate at 64 MHz, CPI 1.2)"
     assert t["latency per window"][:3] == ["9.0 ms (p50 wall, 1 thread)", "not measured (not given)",
