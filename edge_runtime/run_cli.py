@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .interpreters import BACKENDS
+from .polarity import POLARITIES
 from .model import EdgeModel
 from .recordings import read_recording
 from .sidecar import ModelFileError
@@ -39,9 +40,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--time-unit", choices=("s", "ms"), default="s")
     p.add_argument("--accel-columns", help="x,y,z accelerometer columns in g (CSV/NPZ), for a model "
                    "with an 'accel' input (edge_runtime.accel)")
-    p.add_argument("--invert", action="store_true",
-                   help="the sensor reports PPG upside down (e.g. camera brightness, raw photocurrent): "
-                        "flip it; the model's input contract is pulse up (blood volume up)")
+    p.add_argument("--polarity", choices=POLARITIES, default="up",
+                   help="which way up the sensor reports the pulse: up (default: the model's contract), "
+                        "down (camera brightness, raw photocurrent: flipped), auto (a recording of "
+                        "unknown origin: voted by the model's confidence; see edge_runtime.polarity)")
     p.add_argument("--out", help="results .csv or .json")
     p.add_argument("--backend", choices=BACKENDS, default="xnnpack")
     p.add_argument("--threads", type=int, default=1)
@@ -100,12 +102,10 @@ def run(args) -> tuple[list[WindowResult], dict]:
         fs = rate_from_timestamps(rec.timestamps, f"{rec.path}")
     if fs is None:
         raise InputError(f"{rec.path}: the file gives no rate: pass --fs (or a --time-column)")
-    stream = PPGStream(model, fs)
+    stream = PPGStream(model, fs, polarity=args.polarity)
     results: list[WindowResult] = []
     # a time column found by its name only gives the rate; --time-column places samples by it
     x, t = rec.samples, (rec.timestamps if args.time_column else None)
-    if args.invert:
-        x = -np.asarray(x, np.float64)
     step = max(1, int(round(args.chunk_s * stream.plan.nominal_hz))) if args.chunk_s > 0 else len(x)
     for i in range(0, len(x), step):
         results += stream.push(x[i:i + step], None if t is None else t[i:i + step],
@@ -116,7 +116,7 @@ def run(args) -> tuple[list[WindowResult], dict]:
             "fs_nominal": stream.plan.nominal_hz, "rate_note": stream.plan.note,
             "timestamps": t is not None, "outputs": model.output_names,
             "hr_refine": None if model.hr_refine is None else model.hr_refine.to_dict(),
-            "inverted": bool(args.invert),
+            "polarity": stream.polarity.state(),
             "accel_columns": acc_cols}
     return results, meta
 
@@ -135,6 +135,10 @@ def main(argv=None) -> int:
     ok = sum(r.status == "ok" for r in results)
     hr = [r.values["hr"] for r in results if r.values.get("hr") is not None]
     note = f"; {meta['rate_note']}" if meta["rate_note"] else ""
+    pol = meta["polarity"]
+    if pol["mode"] == "auto" and pol["polarity"] == "down":
+        note += ("; the pulse is upside down in this recording (auto polarity, decided over "
+                 f"{pol['windows_voted']} windows): flipped; on a device negate the samples")
     print(f"{len(results)} windows, {ok} usable, {len(results) - ok} low quality"
           + (f", median HR {np.median(hr):.1f} bpm" if hr else "") + note, file=sys.stderr)
     if args.out:

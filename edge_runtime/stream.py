@@ -21,6 +21,7 @@ import numpy as np
 
 from .accel import AccelChannel
 from .model import EdgeModel, readout
+from .polarity import VOTE_WINDOWS, Polarity
 from .preprocess import window_features
 from .resample import StreamResampler
 from .spec import (FLAG_AMPLITUDE, FLAG_CLIPPING, FLAG_FLAT, FLAG_NAN_GAP, SignalSpec,
@@ -104,8 +105,9 @@ class PPGStream:
 
     def __init__(self, model: EdgeModel | None, fs: float, spec: SignalSpec | None = None,
                  hop_s: float | None = None, keep_z: bool = False, infer_flagged: bool = False,
-                 accel: bool = False):
+                 accel: bool = False, polarity: str = "up", vote_windows: int = VOTE_WINDOWS):
         self.model = model
+        self.polarity = Polarity(polarity, vote_windows)    # which way up the sensor reports the pulse
         self.spec = spec or (model.spec if model is not None else SignalSpec())
         self.plan: RatePlan = plan_rate(fs, self.spec.ppg_fs, self.spec.ppg_band_hz[1])
         fs_nom = self.plan.nominal_hz
@@ -252,7 +254,8 @@ class PPGStream:
         return r
 
     def _infer(self, r: WindowResult, z: np.ndarray, acc: np.ndarray | None) -> None:
-        vals = readout(self.model.run(z, acc if "accel" in self.model.inputs else None))
+        acc = acc if "accel" in self.model.inputs else None
+        vals, sign = self.polarity.run(lambda x: readout(self.model.run(x, acc)), z)
         dec = self.model.decision
         emb = vals.pop("embedding", None)
         if "quality_prob" in vals and vals["quality_prob"] < dec["quality_min_prob"]:
@@ -263,7 +266,7 @@ class PPGStream:
             return
         if self.model.hr_refine is not None and "hr" in vals:
             vals["hr_network"] = vals["hr"]
-            vals["hr"] = self.model.refined_hr(z, vals["hr"])
+            vals["hr"] = self.model.refined_hr(sign * z, vals["hr"])
         if "hr_confidence" in vals and vals["hr_confidence"] < dec["hr_confidence_min"]:
             vals["hr"] = None
             vals.pop("hr_network", None)

@@ -157,15 +157,23 @@ def test_cli_runs_a_csv_and_writes_results(export_dir, tmp_path, capsys):
     assert run_main(["--model", str(export_dir), "--input", str(csv), "--ppg-column", "pleth",
                      "--fs", "64", "--chunk-s", "0.7", "--out", str(out_csv), "--quiet"]) == 0
     assert out_csv.read_text().count("\n") == 4
-    # a sensor of the other polarity, flipped by --invert, gives the upright recording's results
-    up, down = tmp_path / "up.json", tmp_path / "down.json"
+    # a sensor of the other polarity declared down gives the upright recording's results; auto
+    # votes with the model's confidence on every inferred window of this 3-window recording
+    runs = {}
     flipped = tmp_path / "flipped.csv"
     flipped.write_text("time,pleth\n" + "\n".join(f"{i / fs:.6f},{-v:.6f}" for i, v in enumerate(x)))
-    assert run_main(["--model", str(export_dir), "--input", str(csv), "--out", str(up), "--quiet"]) == 0
-    assert run_main(["--model", str(export_dir), "--input", str(flipped), "--invert", "--out", str(down),
-                     "--quiet"]) == 0
-    a, b = json.loads(up.read_text()), json.loads(down.read_text())
-    assert b["inverted"] and not a["inverted"] and a["windows"] == b["windows"]
+    for name, src, pol in (("up", csv, "up"), ("down", flipped, "down"), ("auto", flipped, "auto")):
+        out = tmp_path / f"{name}.json"
+        assert run_main(["--model", str(export_dir), "--input", str(src), "--polarity", pol,
+                         "--out", str(out), "--quiet"]) == 0
+        runs[name] = json.loads(out.read_text())
+    assert runs["up"]["windows"] == runs["down"]["windows"]
+    assert runs["down"]["polarity"]["polarity"] == "down" and runs["up"]["polarity"]["mode"] == "up"
+    auto = runs["auto"]["polarity"]
+    model_reasons = {"", "model_quality", "hr_confidence"}          # the model ran on these
+    inferred = sum(set(w["reasons"].split(";")) <= model_reasons for w in runs["auto"]["windows"])
+    assert auto["mode"] == "auto" and not auto["locked"] and auto["windows_voted"] == inferred >= 1
+    assert auto["confidence_sum"]["up"] > 0 and auto["confidence_sum"]["down"] > 0
 
 
 def test_sidecar_hr_refine_is_the_hr_the_stream_shows(copy_export, export_dir):
