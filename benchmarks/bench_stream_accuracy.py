@@ -88,7 +88,7 @@ def bidmc_rows(model: EdgeModel, student, teacher, ridge, store: Path) -> dict[s
     row = {"task": f"{source}-hr (test subjects)", "metric": "MAE bpm", "windows": int(len(z)),
            "int8_runtime": _mae(q["hr"], hr)}
     if model.hr_refine is not None:      # the number the runtime shows: refined (hr_refine)
-        q["hr"] = np.array([model.refined_hr(w, h) for w, h in zip(z, q["hr"])])
+        q["hr"] = np.array([model.refined_hr(w, h, f) for w, h, f in zip(z, q["hr"], te.column("flags"))])
         row["int8_runtime_refined"] = _mae(q["hr"], hr)
     if student is not None:
         row["float_student"] = _mae(_torch_outputs(student, z)["hr"], hr)
@@ -113,7 +113,7 @@ def troika_rows(model: EdgeModel, student, teacher, ridge, root: Path) -> dict[s
                 zs.append(r.z)
                 ok.append(r.status == "ok")
                 pred.append(readout(model.run(r.z))["hr"])
-                shown.append(model.refined_hr(r.z, pred[-1]))
+                shown.append(model.refined_hr(r.z, pred[-1], r.flags))
             hr += list(lab[: len(res)])
     z, hr, ok, pred, shown = np.stack(zs), np.asarray(hr), np.asarray(ok), np.asarray(pred), np.asarray(shown)
     row = {"task": "troika_test hr (wrist, exercise)", "metric": "MAE bpm", "windows": int(len(z)),

@@ -113,7 +113,8 @@ class FloatStudent:
         self.decision = 0.5
         self.label = "float student"
 
-    def run(self, inputs: dict[str, np.ndarray], batch: int = 256) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], flags: np.ndarray | None = None,
+            batch: int = 256) -> dict[str, np.ndarray]:
         import torch
         outs: dict[str, list] = {}
         with torch.no_grad():
@@ -142,15 +143,16 @@ class Int8Student:
             raise BenchError(f"{path.with_suffix('.json')}: hr_refine: {e}") from None
         self.label = "int8 student"
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], flags: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Outputs by name; with the sidecar's hr_refine, `hr` is the refined HR a device shows
-        (on the int8 input minus its zero point) and `hr_network` the network's own."""
+        (on the int8 input minus its zero point; windows `flags` (N,) marks as padded keep the
+        network's) and `hr_network` the network's own."""
         out = run_model(self.it, self.sidecar, inputs)
         if self.refine is not None:
             e = next(i for i in self.inputs if i["name"] == "ppg")
             out["hr_network"] = out["hr"]
             out["hr"] = refine_on_input(inputs["ppg"], out["hr"], e, self.spec.ppg_fs,
-                                        self.refine).astype(np.float32)
+                                        self.refine, flags).astype(np.float32)
         return out
 
 
@@ -377,12 +379,12 @@ def main(argv=None) -> int:
         for name, data in _sets(args, model.spec):
             if args.invert:
                 name, data = f"{name}, inverted", {**data, "ppg": -data["ppg"]}
-            out = model.run(model_inputs(model, data))
+            out = model.run(model_inputs(model, data), data["flags"])
             results.append(score_set(name, data, out, float(train_mean), float(model.decision), model.label))
             print(format_set(results[-1]), flush=True)
             if other is not None:
                 results[-1]["against"] = {"model": args.against,
-                                          **paired_models(data, out, other.run(model_inputs(other, data)))}
+                                          **paired_models(data, out, other.run(model_inputs(other, data), data["flags"]))}
                 print(format_paired(results[-1]["against"], _short(args.model), _short(args.against)),
                       flush=True)
     except (BenchError, readers.ReaderError, ValueError, FileNotFoundError) as e:

@@ -48,7 +48,7 @@ def float_outputs(distill_run: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
-def int8_outputs(export_dir: Path, x: np.ndarray) -> dict[str, np.ndarray]:
+def int8_outputs(export_dir: Path, x: np.ndarray, flags: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The exported int8 file on LiteRT (XNNPACK), outputs dequantised and keyed by sidecar name."""
     side = json.loads((export_dir / "model_int8.json").read_text())
     ins = contract.sidecar_inputs(side)
@@ -67,7 +67,7 @@ def int8_outputs(export_dir: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     refine = HRRefine.from_sidecar(side)
     if refine is not None and "hr" in out:     # the number a device shows, and the network's own
         out["hr_network"] = out["hr"]
-        out["hr"] = refine_on_input(x, out["hr"], ins[0], float(side["spec"]["ppg_fs"]), refine)
+        out["hr"] = refine_on_input(x, out["hr"], ins[0], float(side["spec"]["ppg_fs"]), refine, flags)
     return out
 
 
@@ -116,7 +116,7 @@ def evaluate(store: Path, distill_run: Path | None, export_dir: Path | None, spl
     if distill_run is not None:
         engines["float"] = float_outputs(distill_run, x)
     if export_dir is not None:
-        engines["int8"] = int8_outputs(export_dir, x)
+        engines["int8"] = int8_outputs(export_dir, x, ws.column("flags")[:n])
     res: dict[str, Any] = {"split": split, "n_windows": int(n), "n_subjects": int(len(np.unique(groups))),
                            "rounds": ROUNDS, "tasks": {}, "coverage": {}}
     for head, (label, metric) in HEAD_TASKS.items():

@@ -127,13 +127,13 @@ class EdgeModel:
         """One window -> real-valued outputs by name (see `readout` for probabilities)."""
         return self.dequantize(self.invoke_raw(z, accel))
 
-    def refined_hr(self, z: np.ndarray, hr: float) -> float:
-        """The HR a device shows for window z (L,) whose network output is `hr`: refined on the
-        int8 input minus its zero point, as the C bundle does (edge_runtime.hr_refine); `hr`
-        itself where the sidecar has no "hr_refine" block."""
+    def refined_hr(self, z: np.ndarray, hr: float, flags: int = 0) -> float:
+        """The HR a device shows for window z (L,) (quality `flags`) whose network output is
+        `hr`: refined on the int8 input minus its zero point, as the C bundle does
+        (edge_runtime.hr_refine); `hr` itself where the sidecar has no "hr_refine" block."""
         if self.hr_refine is None:
             return float(hr)
-        return float(refine_on_input(z, hr, self.inputs["ppg"], self.spec.ppg_fs, self.hr_refine)[0])
+        return float(refine_on_input(z, hr, self.inputs["ppg"], self.spec.ppg_fs, self.hr_refine, flags)[0])
 
     def run_batch(self, z: np.ndarray, raw: bool = False) -> dict[str, np.ndarray]:
         """Windows (N, L) -> {name: (N, ...)}: dequantised, or the raw tensors if `raw`."""

@@ -44,8 +44,9 @@ class DecisionConfig:
 
 @torch.no_grad()
 def decision_windows(cfg: DecisionConfig, m: QATModel, data: Path) -> dict[str, np.ndarray]:
-    """Windows of the decision split with an HR label: x (N, L), y (N,) bpm and the fake-quant
-    model's hr (N,) and hr_confidence (N,). Raises LookupError (one line) where there are none."""
+    """Windows of the decision split with an HR label: x (N, L), y (N,) bpm, quality flags (N,)
+    and the fake-quant model's hr (N,) and hr_confidence (N,). Raises LookupError (one line)
+    where there are none."""
     try:
         st = WindowStore(data, split=cfg.split)
     except Exception as e:  # noqa: BLE001 — no such split: said in the report
@@ -63,7 +64,8 @@ def decision_windows(cfg: DecisionConfig, m: QATModel, data: Path) -> dict[str, 
         hr.append(o.hr.numpy())
         conf.append(o.hr_confidence.numpy())
     return {"x": x, "y": hr_col[rows].astype(np.float64), "hr": np.concatenate(hr).astype(np.float64),
-            "conf": np.concatenate(conf), "fs": np.float64(st.spec.ppg_fs)}
+            "conf": np.concatenate(conf), "fs": np.float64(st.spec.ppg_fs),
+            "flags": st.column("flags")[rows].astype(np.int64)}
 
 
 def choose_refine(cfg: DecisionConfig, w: dict[str, np.ndarray]) -> tuple[HRRefine | None, dict]:
@@ -74,7 +76,7 @@ def choose_refine(cfg: DecisionConfig, w: dict[str, np.ndarray]) -> tuple[HRRefi
     for s in cfg.refine_sigmas_bpm:
         for p in cfg.refine_powers:
             r = HRRefine(sigma_bpm=float(s), power=float(p), radius_bpm=4.0 * float(s))
-            mae = float(np.abs(refine_hr(w["x"], w["hr"], float(w["fs"]), r) - w["y"]).mean())
+            mae = float(np.abs(refine_hr(w["x"], w["hr"], float(w["fs"]), r, w["flags"]) - w["y"]).mean())
             rows.append({"sigma_bpm": float(s), "power": float(p), "hr_mae": mae})
     best = min(rows, key=lambda r: r["hr_mae"])
     report = {"network_hr_mae": base, "grid": rows}
@@ -123,7 +125,7 @@ def choose_decision(cfg: DecisionConfig, m: QATModel, data: Path
     if cfg.refine:
         chosen, report["hr_refine"] = choose_refine(cfg, w)
         if chosen is not None:
-            hr = refine_hr(w["x"], w["hr"], float(w["fs"]), chosen)
+            hr = refine_hr(w["x"], w["hr"], float(w["fs"]), chosen, w["flags"])
             refine = {**chosen.to_dict(), "chosen_on": f"{len(hr)} windows of split {cfg.split!r}"}
     decision["hr_confidence_min"], thr = choose_threshold(cfg, np.abs(hr - w["y"]), w["conf"])
     report.update({"n_windows": int(len(hr)), **thr})

@@ -55,6 +55,16 @@ def test_windows_it_cannot_read_keep_the_network_hr():
         refine_hr(x, hr[:2], FS, cfg)
 
 
+def test_padded_windows_keep_the_network_hr():
+    """A recording shorter than a window is padded by repeating itself: its spectrum is a comb
+    at the repetition rate, so the refinement leaves it alone (flag too_short)."""
+    from edge_runtime.spec import FLAG_CLIPPING, FLAG_TOO_SHORT
+    x = np.stack([window(97.3)] * 3)
+    hr = np.array([90.0, 90.0, 90.0])
+    got = refine_hr(x, hr, FS, HRRefine(), flags=np.array([0, FLAG_TOO_SHORT, FLAG_CLIPPING]))
+    assert abs(got[0] - 97.3) < 1.0 and got[1] == 90.0 and abs(got[2] - 97.3) < 1.0
+
+
 def test_sidecar_block_is_read_and_anything_else_refused():
     assert HRRefine.from_sidecar({}) is None
     cfg = HRRefine(sigma_bpm=5.0, power=1.0, radius_bpm=20.0)

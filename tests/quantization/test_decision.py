@@ -11,7 +11,7 @@ def _windows(offset_bpm, n=24, seed=0):
     y = rng.uniform(50, 190, n)
     x = np.stack([window(v, seed=i) for i, v in enumerate(y)])
     hr = y + offset_bpm * rng.choice([-1.0, 1.0], n)
-    return {"x": x, "y": y, "hr": hr, "conf": np.ones(n), "fs": np.float64(FS)}
+    return {"x": x, "y": y, "hr": hr, "conf": np.ones(n), "fs": np.float64(FS), "flags": np.zeros(n, np.int64)}
 
 
 def test_refinement_is_chosen_where_it_lowers_the_error_and_recorded():
