@@ -71,8 +71,9 @@ OUTPUTS: dict[str, Port] = {
                "heart rate: the expectation of the HR distribution over HR_BINS_BPM"),
     "hr_confidence": Port("hr_confidence", "probability", "probability", True,
                           "0-1: the model's own estimate that its hr is within "
-                          "HR_CONFIDENT_WITHIN_BPM of the truth; below the sidecar's "
-                          "decision.hr_confidence_min a device withholds the number"),
+                          "HR_CONFIDENT_WITHIN_BPM of the truth (trained on the network's hr); "
+                          "below the sidecar's decision.hr_confidence_min (chosen on the errors "
+                          "of the HR a device shows) a device withholds the number"),
     "af_logit": Port("af_logit", "logit", "logit", True, "atrial fibrillation logit"),
     "quality_logit": Port("quality_logit", "logit", "logit", True,
                           "signal-quality logit (sigmoid -> P(usable window))"),
