@@ -1,5 +1,5 @@
 /* anyppg_hr: the HR refinement of edge_runtime/hr_refine.py for a watch (float32, no malloc,
- * no tables, a few hundred bytes of code).
+ * no tables, about 1.5 KB of Cortex-M4 code).
  *
  * The network's hr is a prior; the model's own int8 input window is the evidence:
  *
@@ -18,7 +18,9 @@
  *
  * hr_out = hr_bpm where hr is not finite, where no candidate lies within the radius, or
  * where the window has no power at any candidate (all zeros): as edge_runtime does. Built
- * without a refinement (ANYPPG_HAS_HR_REFINE 0) the function copies hr_bpm.
+ * without a refinement (ANYPPG_HAS_HR_REFINE 0) the function copies hr_bpm. Call it for
+ * windows without flags only, as the examples do: a flagged window shows no number on a watch,
+ * and edge_runtime leaves a window padded from a short recording (too_short) unrefined.
  *
  * How (anyppg_hr.c): P(g) by Reinsch's form of the Goertzel recurrence (stable at the low
  * frequencies of a pulse, where the plain Goertzel loses most of float32's digits), eight
