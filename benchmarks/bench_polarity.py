@@ -27,9 +27,17 @@ from edge_runtime.stream import run_recording
 from training.data import readers
 
 
+class BenchError(ValueError):
+    """Bad input to the benchmark (one line, names the file)."""
+
+
 def recordings(store: Path, split: str):
     """(subject, ppg (T,), fs, hr Series or None) of the split's subjects, from the store's source."""
+    if not (store / "index.json").is_file():
+        raise BenchError(f"{store}: not a window store (no index.json)")
     idx = json.loads((store / "index.json").read_text())
+    if split not in (idx.get("split_subjects") or {}):
+        raise BenchError(f"{store}: no split {split!r} in index.json")
     keep = set(idx["split_subjects"][split])
     for unit in readers.discover(idx["source"], idx["input"], **(idx.get("reader_opts") or {})):
         for rec in readers.read_unit(idx["source"], unit, **(idx.get("reader_opts") or {})):
@@ -88,7 +96,7 @@ def main(argv=None) -> int:
                   f"upright, {r['auto_right_flipped']} flipped; HR MAE shown {fmt(r['hr_mae_upright'])} "
                   f"upright, {fmt(r['hr_mae_flipped'])} flipped, {fmt(r['hr_mae_declared_up'])} declared up "
                   f"(windows shown {r['windows_shown']})", flush=True)
-    except (ModelFileError, readers.ReaderError, FileNotFoundError, KeyError) as e:
+    except (ModelFileError, readers.ReaderError, BenchError, FileNotFoundError) as e:
         print(f"bench_polarity: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
     if args.json:

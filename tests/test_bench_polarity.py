@@ -22,3 +22,5 @@ def test_auto_reads_a_flipped_recording_as_its_mirror(export_dir, qstore, tmp_pa
     assert "auto right" in capsys.readouterr().out
     assert bench_polarity.main(["--model", str(tmp_path / "none"), "--store", str(qstore)]) == 2
     assert "bench_polarity: error:" in capsys.readouterr().err
+    assert bench_polarity.main(["--model", str(export_dir), "--store", str(qstore), "--split", "holdout"]) == 2
+    assert f"{qstore}: no split 'holdout' in index.json" in capsys.readouterr().err
