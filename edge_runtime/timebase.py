@@ -31,7 +31,9 @@ import numpy as np
 
 from .resample import check_rate, resample_ratio
 
-SUPPORTED_RATES_HZ = (25.0, 50.0, 64.0, 100.0, 125.0, 128.0, 200.0, 250.0, 256.0, 500.0, 1000.0)
+# 30 and 60: phone cameras, whose NTSC frame rates (29.97, 59.94 fps) snap to them
+SUPPORTED_RATES_HZ = (25.0, 30.0, 50.0, 60.0, 64.0, 100.0, 125.0, 128.0, 200.0, 250.0, 256.0, 500.0,
+                      1000.0)
 SNAP_TOLERANCE = 0.005
 GAP_PERIODS = 2.5
 CHECK_STEPS = 64

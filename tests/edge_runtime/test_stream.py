@@ -89,6 +89,8 @@ def test_rate_a_little_off_a_supported_one_is_snapped_and_reported():
     plan = plan_rate(64.02, 125.0, 8.0)
     assert plan.nominal_hz == 64.0 and round(plan.offset_ppm) == 312 and "64.02" in plan.note
     assert plan_rate(300.0, 125.0, 8.0).nominal_hz == 300.0       # exact ratio 5/12
+    cam = plan_rate(30000 / 1001, 125.0, 8.0)                        # a phone camera's 29.97 fps
+    assert cam.nominal_hz == 30.0 and round(cam.offset_ppm) == -999
 
 
 def test_timestamps_in_milliseconds_are_named():
