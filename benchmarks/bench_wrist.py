@@ -115,6 +115,8 @@ class FloatStudent:
 
     def run(self, inputs: dict[str, np.ndarray], flags: np.ndarray | None = None,
             batch: int = 256) -> dict[str, np.ndarray]:
+        """The float network's outputs by name (no sidecar, so no HR refinement: `flags`, which
+        only the refinement reads, is accepted for the int8 rows' interface)."""
         import torch
         outs: dict[str, list] = {}
         with torch.no_grad():
