@@ -201,12 +201,17 @@ def troika_set(folder: str, spec: SignalSpec) -> dict:
             "subject": np.array(subj)}
 
 
-def store_set(path: str, split: str, spec: SignalSpec) -> dict:
-    """Windows of one split of a window store with an HR label."""
+def store_set(path: str, split: str, spec: SignalSpec, where: tuple[str, float] | None = None) -> dict:
+    """Windows of one split of a window store with an HR label (and, with `where` = (label,
+    value), only those whose label has that value, e.g. ('af', 1))."""
     st = WindowStore(path, split)
     spec.check_compatible(st.spec, f"store {path}")
     hr = st.column("hr")
     ok = np.isfinite(hr)
+    if where is not None:
+        if where[0] not in st.label_names:
+            raise BenchError(f"{path}: no label {where[0]!r} to select windows by (labels: {st.label_names})")
+        ok &= st.column(where[0]) == where[1]
     out = {"ppg": st.column("ppg")[ok], "hr": hr[ok], "flags": st.column("flags")[ok],
            "subject": np.array(st.subject_ids())[ok]}
     if st.has_accel:
@@ -338,15 +343,26 @@ def _short(path: str) -> str:
     return f"{p.parent.name}/{p.name}" if p.suffix else p.name
 
 
+def _where(text: str) -> tuple[str, float]:
+    """--where LABEL=VALUE -> (label, value)."""
+    label, sep, value = text.partition("=")
+    try:
+        return label.strip(), float(value)
+    except ValueError:
+        raise BenchError(f"--where {text!r}: expected LABEL=NUMBER, e.g. af=1") from None
+
+
 def _sets(args, spec: SignalSpec) -> list[tuple[str, dict]]:
     sets = []
     if args.troika:
         sets.append(("troika_test", troika_set(args.troika, spec)))
     if args.bidmc_store:
         sets.append((f"BIDMC {args.split}", store_set(args.bidmc_store, args.split, spec)))
+    where = _where(args.where) if args.where else None
     for path in args.store or ():
         st = WindowStore(path)
-        sets.append((f"{st.index.get('source', path)} {args.split}", store_set(path, args.split, spec)))
+        name = f"{st.index.get('source', path)} {args.split}" + (f", {args.where}" if where else "")
+        sets.append((name, store_set(path, args.split, spec, where)))
     if not sets:
         raise BenchError("nothing to score: give --troika, --bidmc-store and/or --store")
     return sets
@@ -362,6 +378,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bidmc-store", default=None, help="BIDMC window store (its test split is used)")
     ap.add_argument("--store", action="append", help="another labelled window store (repeatable)")
     ap.add_argument("--split", default="test", help="store split to score (default test)")
+    ap.add_argument("--where", default=None, help="only the --store windows whose label has this value, "
+                    "LABEL=NUMBER (e.g. af=1: HR during atrial fibrillation)")
     ap.add_argument("--train-mean", type=float, default=None,
                     help="training HR mean (default: the sidecar's label_norm.hr.mean)")
     ap.add_argument("--invert", action="store_true",

@@ -56,3 +56,18 @@ def test_refuses_a_model_without_hr_confidence(tmp_path, capsys):
     assert bw.main(["--model", str(model), "--troika", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "model_int8.json" in err and "hr_confidence" in err
+
+
+def test_where_selects_store_windows_by_a_label_and_names_bad_input(qstore):
+    from benchmarks.bench_wrist import BenchError, _where, store_set
+    from training.data.store import WindowStore
+    assert _where("af=1") == ("af", 1.0)
+    with pytest.raises(BenchError, match="expected LABEL=NUMBER"):
+        _where("af=yes")
+    spec = WindowStore(qstore, "train").spec
+    every = store_set(str(qstore), "train", spec)
+    af = store_set(str(qstore), "train", spec, ("af", 1.0))
+    no_af = store_set(str(qstore), "train", spec, ("af", 0.0))
+    assert len(af["hr"]) + len(no_af["hr"]) == len(every["hr"]) and len(af["hr"]) < len(every["hr"])
+    with pytest.raises(BenchError, match="no label 'mood'"):
+        store_set(str(qstore), "train", spec, ("mood", 1.0))
