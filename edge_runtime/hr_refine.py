@@ -89,11 +89,12 @@ class HRRefine:
 
 
 @lru_cache(maxsize=8)
-def _tables(step_bpm: float, fs: float, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(candidates (G,), cos (G, L), sin (G, L)) of the DFT at every candidate rate."""
+def _tables(step_bpm: float, fs: float, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(candidates (G,), DFT rows (G, 2, L): cos and sin at every candidate rate). Candidates
+    near one hr are consecutive, so a window's rows are a view, one matrix-vector product."""
     g = HRRefine(step_bpm=step_bpm).candidates()
     ph = 2.0 * np.pi * (g[:, None] / 60.0) * (np.arange(length)[None, :] / fs)
-    return g, np.cos(ph), np.sin(ph)
+    return g, np.ascontiguousarray(np.stack([np.cos(ph), np.sin(ph)], axis=1))
 
 
 def refine_hr(x: np.ndarray, hr: np.ndarray | float, fs: float, cfg: HRRefine,
@@ -104,26 +105,28 @@ def refine_hr(x: np.ndarray, hr: np.ndarray | float, fs: float, cfg: HRRefine,
     hr = np.atleast_1d(np.asarray(hr, np.float64))
     if len(hr) != len(x):
         raise ValueError(f"refine_hr: {len(x)} windows but {len(hr)} hr values")
-    g = cfg.candidates()
+    g, cs = _tables(float(cfg.step_bpm), float(fs), x.shape[1])   # g = cfg.candidates()
     near = np.abs(g[None, :] - hr[:, None]) <= cfg.radius_bpm             # (N, G)
     ok = near.any(axis=1) & np.isfinite(hr)
     if flags is not None:
         ok &= (np.broadcast_to(np.asarray(flags, np.int64), hr.shape) & SKIP_FLAGS) == 0
     out = hr.copy()
     for i in np.flatnonzero(ok):
-        out[i] = _refine_one(x[i], hr[i], fs, cfg, np.flatnonzero(near[i]))
+        rows = np.flatnonzero(near[i])
+        sl = slice(rows[0], rows[-1] + 1)
+        out[i] = _refine_one(x[i], hr[i], g[sl], cs[sl], cfg)
     return out
 
 
-def _refine_one(x: np.ndarray, hr: float, fs: float, cfg: HRRefine, rows: np.ndarray) -> float:
-    g, c, s = _tables(float(cfg.step_bpm), float(fs), x.shape[0])
-    p = (c[rows] @ x) ** 2 + (s[rows] @ x) ** 2
+def _refine_one(x: np.ndarray, hr: float, g: np.ndarray, cs: np.ndarray, cfg: HRRefine) -> float:
+    """One window x (L,): candidates g (n,) near hr and their DFT rows cs (n, 2, L) (a view)."""
+    p = ((cs.reshape(-1, x.shape[0]) @ x) ** 2).reshape(-1, 2).sum(axis=1)
     pmax = p.max()
     if not (pmax > 0 and np.isfinite(pmax)):
         return float(hr)
-    w = np.exp(-0.5 * ((g[rows] - hr) / cfg.sigma_bpm) ** 2) * (p / pmax) ** cfg.power
+    w = np.exp(-0.5 * ((g - hr) / cfg.sigma_bpm) ** 2) * (p / pmax) ** cfg.power
     total = w.sum()
-    return float((w * g[rows]).sum() / total) if total > 0 else float(hr)
+    return float((w * g).sum() / total) if total > 0 else float(hr)
 
 
 def refine_on_input(z: np.ndarray, hr: np.ndarray | float, ppg_input: dict[str, Any], fs: float,

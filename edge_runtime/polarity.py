@@ -45,9 +45,9 @@ class Polarity:
     def run(self, infer: Callable[[np.ndarray], dict[str, Any]], z: np.ndarray
             ) -> tuple[dict[str, Any], int]:
         """The model's outputs for window z (L,) under this policy, and the sign used."""
-        if self.locked is not None:
-            return infer(self.locked * z), self.locked
-        out = {s: infer(s * z) for s in (1, -1)}
+        if self.locked is not None:     # the per-window path: no copy of an upright window
+            return infer(z if self.locked == 1 else -z), self.locked
+        out = {1: infer(z), -1: infer(-z)}
         if "hr_confidence" not in out[1]:       # nothing to vote with: the contract's way up
             self.locked = 1
             return out[1], 1

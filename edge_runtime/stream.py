@@ -266,7 +266,7 @@ class PPGStream:
             return
         if self.model.hr_refine is not None and "hr" in vals:
             vals["hr_network"] = vals["hr"]
-            vals["hr"] = self.model.refined_hr(sign * z, vals["hr"], r.flags)
+            vals["hr"] = self.model.refined_hr(z if sign == 1 else -z, vals["hr"], r.flags)
         if "hr_confidence" in vals and vals["hr_confidence"] < dec["hr_confidence_min"]:
             vals["hr"] = None
             vals.pop("hr_network", None)
