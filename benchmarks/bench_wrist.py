@@ -41,7 +41,7 @@ from anyppg.runs import atomic_write_json
 from edge_runtime import preprocess as pp
 from edge_runtime.accel import accel_windows
 from edge_runtime.contract import ContractError, check_ports, sidecar_inputs
-from edge_runtime.hr_refine import HRRefine, RefineConfigError, refine_on_input
+from edge_runtime.hr_refine import HRRefine, RefineConfigError, with_refined_hr
 from edge_runtime.interpreters import dequantize, litert, quantize_input
 from edge_runtime.spec import SignalSpec
 from training.data import readers
@@ -149,13 +149,9 @@ class Int8Student:
         """Outputs by name; with the sidecar's hr_refine, `hr` is the refined HR a device shows
         (on the int8 input minus its zero point; windows `flags` (N,) marks as padded keep the
         network's) and `hr_network` the network's own."""
-        out = run_model(self.it, self.sidecar, inputs)
-        if self.refine is not None:
-            e = next(i for i in self.inputs if i["name"] == "ppg")
-            out["hr_network"] = out["hr"]
-            out["hr"] = refine_on_input(inputs["ppg"], out["hr"], e, self.spec.ppg_fs,
-                                        self.refine, flags).astype(np.float32)
-        return out
+        ppg = next(i for i in self.inputs if i["name"] == "ppg")
+        return with_refined_hr(run_model(self.it, self.sidecar, inputs), inputs["ppg"], ppg,
+                               self.spec.ppg_fs, self.refine, flags)
 
 
 def open_model(path: str) -> FloatStudent | Int8Student:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime import contract, interpreters as interp
-from edge_runtime.hr_refine import HRRefine, refine_on_input
+from edge_runtime.hr_refine import HRRefine, with_refined_hr
 
 # head -> (store label, metric); a logit head is scored by AUROC against label >= 0.5.
 HEAD_TASKS = {"hr": ("hr", "mae"), "rr": ("rr", "mae"), "sbp": ("sbp", "mae"), "dbp": ("dbp", "mae"),
@@ -64,11 +64,8 @@ def int8_outputs(export_dir: Path, x: np.ndarray, flags: np.ndarray | None = Non
         s, z = det[int(o["index"])]["quantization"]
         v = interp.dequantize(raw[k], s, z).reshape(len(x), -1)
         out[o["name"]] = v[:, 0] if v.shape[1] == 1 and o["name"] != "embedding" else v
-    refine = HRRefine.from_sidecar(side)
-    if refine is not None and "hr" in out:     # the number a device shows, and the network's own
-        out["hr_network"] = out["hr"]
-        out["hr"] = refine_on_input(x, out["hr"], ins[0], float(side["spec"]["ppg_fs"]), refine, flags)
-    return out
+    # the number a device shows, and the network's own as hr_network
+    return with_refined_hr(out, x, ins[0], float(side["spec"]["ppg_fs"]), HRRefine.from_sidecar(side), flags)
 
 
 def score(kind: str, y: np.ndarray, p: np.ndarray, groups: np.ndarray, rounds: int = ROUNDS) -> dict[str, Any]:

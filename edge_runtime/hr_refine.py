@@ -145,3 +145,15 @@ def refine_int8(q: np.ndarray, zero_point: int | float, hr: np.ndarray | float, 
     q = np.asarray(q)
     x = q.reshape(len(q), -1) if q.ndim > 1 else q
     return refine_hr(x.astype(np.float64) - float(zero_point), hr, fs, cfg, flags)
+
+
+def with_refined_hr(out: dict[str, np.ndarray], z: np.ndarray, ppg_input: dict[str, Any], fs: float,
+                    cfg: HRRefine | None, flags: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """A batch's dequantised outputs by name as a device shows them: with a refinement, `hr`
+    refined on windows z (N, L) (`refine_on_input`) and the network's own kept as `hr_network`;
+    `out` itself without one (or without an hr output)."""
+    if cfg is None or "hr" not in out:
+        return out
+    hr = np.asarray(out["hr"])
+    return {**out, "hr_network": hr,
+            "hr": refine_on_input(z, hr, ppg_input, fs, cfg, flags)}
