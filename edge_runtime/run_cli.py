@@ -4,8 +4,10 @@
                [--time-column NAME [--time-unit ms]] [--out results.csv|results.json]
                [--backend xnnpack|ref|tflite-runtime] [--threads N] [--chunk-s S]
                [--accel-columns AX,AY,AZ]   (a model with an accel input; g)
+               [--polarity up|down|auto]    (which way up the sensor reports the pulse)
 
-Prints one row per window (status, reasons, HR, confidence, AF probability, the other heads)
+Prints one row per window (status, reasons, HR (refined where the sidecar says so; the
+network's own as hr_network), confidence, AF probability, the other heads)
 and writes CSV or JSON (the JSON adds embeddings). Without --fs the rate comes from the file
 (NPZ `fs`, WFDB header) or from its timestamps. Needs numpy, scipy and ai-edge-litert only.
 """
