@@ -17,6 +17,9 @@ Sidecar (schema_version 2), the part this contract fixes:
     "hr_refine": {"sigma_bpm", "power", "radius_bpm", "step_bpm", "method"}   (optional: the HR a
                  device shows is the network's hr refined on the window's spectrum,
                  edge_runtime.hr_refine; absent: the network's hr as it is)
+    "polarity": {"default": "up"|"auto", "vote_windows"}   (optional: the stream's polarity when
+                 the caller declares none, chosen by the export on validation recordings,
+                 edge_runtime.polarity; absent: "up", the contract's way up)
 
 Schema version 1 (one "input" object, no "decision") is still read: `sidecar_inputs`.
 """

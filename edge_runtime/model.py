@@ -18,6 +18,8 @@ import numpy as np
 from .contract import DEFAULT_DECISION, OUTPUTS
 from .hr_refine import HRRefine, RefineConfigError, refine_on_input
 from .interpreters import InputQuantizer, make_interpreter, quantize_input
+from .polarity import VOTE_WINDOWS, PolarityConfigError
+from .polarity import from_sidecar as polarity_from_sidecar
 from .sidecar import (ModelFileError, check_against_file, check_inputs, load_verified,
                       model_spec, sigmoid)
 from .spec import SignalSpec
@@ -38,6 +40,7 @@ class EdgeModel:
     threads: int = 1
     interp: Any = field(default=None, repr=False)
     hr_refine: HRRefine | None = None          # the sidecar's HR refinement, if it has one
+    polarity: tuple[str, int] = ("up", VOTE_WINDOWS)  # (default mode, vote_windows): sidecar "polarity"
     _quantizers: dict[str, InputQuantizer] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -60,11 +63,15 @@ class EdgeModel:
         except (RefineConfigError, TypeError) as e:
             raise ModelFileError(f"{name}: sidecar hr_refine: {e}") from None
         try:
+            polarity = polarity_from_sidecar(sc)
+        except PolarityConfigError as e:
+            raise ModelFileError(f"{name}: sidecar {e}") from None
+        try:
             interp = make_interpreter(data, backend, threads)
         except (RuntimeError, ValueError) as e:
             raise ModelFileError(f"{name}: {e}") from None
         m = cls(name, data, sc, where, spec, {e["name"]: e for e in ins},
-                {e["name"]: e for e in outs}, backend, threads, interp, refine)
+                {e["name"]: e for e in outs}, backend, threads, interp, refine, polarity)
         zero = np.zeros(spec.ppg_len, np.float32)
         still = np.zeros((spec.ppg_len, 3), np.float32) if "accel" in m.inputs else None
         for _ in range(max(0, warmup)):

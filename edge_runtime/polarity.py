@@ -18,6 +18,11 @@ the wrist student right on 8 of 8 BIDMC and 20 of 21 synthetic wearers each way 
 as accurate as declaring the right way, a few early windows fewer); with the BIDMC demo student
 right on 6 of 8 BIDMC recordings and showing 30% fewer windows. Locking after 6 windows (one
 minute) was right on only 14 of 21 synthetic wearers; 60 was chosen on these validation sets.
+
+Because that is a property of the model, the export measures it (quantization.decision: the
+vote on each validation recording's windows) and writes the sidecar's "polarity" block; a
+stream whose caller declares no polarity uses that block's default ("auto" only where the vote
+was right on nearly every validation recording), and "up" for a sidecar without one.
 """
 from __future__ import annotations
 
@@ -27,6 +32,37 @@ import numpy as np
 
 POLARITIES = ("up", "down", "auto")
 VOTE_WINDOWS = 60
+
+
+class PolarityConfigError(ValueError):
+    """A sidecar "polarity" block the runtime cannot honour (one line)."""
+
+
+def from_sidecar(sidecar: dict[str, Any]) -> tuple[str, int]:
+    """(default mode, vote_windows) of a sidecar: its "polarity" block, or ("up", VOTE_WINDOWS)
+    where it has none. Unknown keys and modes are refused, as for "hr_refine"."""
+    block = sidecar.get("polarity")
+    if block is None:
+        return "up", VOTE_WINDOWS
+    if not isinstance(block, dict):
+        raise PolarityConfigError("polarity must be an object")
+    extra = sorted(set(block) - {"default", "vote_windows", "chosen_on"})
+    if extra:
+        raise PolarityConfigError(f"polarity has unknown key(s) {extra}")
+    mode, votes = block.get("default", "up"), block.get("vote_windows", VOTE_WINDOWS)
+    if mode not in POLARITIES:
+        raise PolarityConfigError(f"polarity default {mode!r}: one of {', '.join(POLARITIES)}")
+    if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
+        raise PolarityConfigError(f"polarity vote_windows must be an integer >= 1, got {votes!r}")
+    return mode, votes
+
+
+def vote_right(conf_up: np.ndarray, conf_down: np.ndarray) -> bool:
+    """Would `auto` decide right both ways (the recording as it is and flipped) for a recording
+    of upright pulses whose voting windows gave these hr_confidence values upright (conf_up)
+    and flipped (conf_down)? The stream's vote (summed confidence; a tie goes to "up", which
+    is wrong for the flipped recording, hence strict)."""
+    return float(np.sum(conf_up, dtype=np.float64)) > float(np.sum(conf_down, dtype=np.float64))
 
 
 class Polarity:

@@ -4,7 +4,8 @@
                [--time-column NAME [--time-unit ms]] [--out results.csv|results.json]
                [--backend xnnpack|ref|tflite-runtime] [--threads N] [--chunk-s S]
                [--accel-columns AX,AY,AZ]   (a model with an accel input; g)
-               [--polarity up|down|auto]    (which way up the sensor reports the pulse)
+               [--polarity up|down|auto]    (which way up the sensor reports the pulse;
+                                             default: the sidecar's, else up)
 
 Prints one row per window (status, reasons, HR (refined where the sidecar says so; the
 network's own as hr_network), confidence, AF probability, the other heads)
@@ -42,10 +43,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--time-unit", choices=("s", "ms"), default="s")
     p.add_argument("--accel-columns", help="x,y,z accelerometer columns in g (CSV/NPZ), for a model "
                    "with an 'accel' input (edge_runtime.accel)")
-    p.add_argument("--polarity", choices=POLARITIES, default="up",
-                   help="which way up the sensor reports the pulse: up (default: the model's contract), "
-                        "down (camera brightness, raw photocurrent: flipped), auto (a recording of "
-                        "unknown origin: voted by the model's confidence; see edge_runtime.polarity)")
+    p.add_argument("--polarity", choices=POLARITIES, default=None,
+                   help="which way up the sensor reports the pulse: up (the model's contract), down "
+                        "(camera brightness, raw photocurrent: flipped), auto (voted by the model's "
+                        "confidence; see edge_runtime.polarity). Default: the sidecar's \"polarity\" "
+                        "default (auto where the export found the vote reliable), else up")
     p.add_argument("--out", help="results .csv or .json")
     p.add_argument("--backend", choices=BACKENDS, default="xnnpack")
     p.add_argument("--threads", type=int, default=1)

@@ -105,9 +105,12 @@ class PPGStream:
 
     def __init__(self, model: EdgeModel | None, fs: float, spec: SignalSpec | None = None,
                  hop_s: float | None = None, keep_z: bool = False, infer_flagged: bool = False,
-                 accel: bool = False, polarity: str = "up", vote_windows: int = VOTE_WINDOWS):
+                 accel: bool = False, polarity: str | None = None, vote_windows: int | None = None):
         self.model = model
-        self.polarity = Polarity(polarity, vote_windows)    # which way up the sensor reports the pulse
+        # which way up the sensor reports the pulse: as declared, else the model's sidecar default
+        # ("up" where it has no "polarity" block; edge_runtime.polarity)
+        mode, votes = model.polarity if model is not None else ("up", VOTE_WINDOWS)
+        self.polarity = Polarity(polarity or mode, vote_windows or votes)
         self.spec = spec or (model.spec if model is not None else SignalSpec())
         self.plan: RatePlan = plan_rate(fs, self.spec.ppg_fs, self.spec.ppg_band_hz[1])
         fs_nom = self.plan.nominal_hz

@@ -8,6 +8,12 @@ with the QAT fake-quant model's own outputs:
     "decision"   hr_confidence_min: the lowest threshold at which the kept windows (refined HR)
                  have HR MAE <= hr_mae_target_bpm with at least min_coverage of them kept,
                  else the threshold keeping fallback_coverage (reported "target not met")
+    "polarity"   the stream's default polarity (edge_runtime.polarity): "auto" where the
+                 confidence vote over each split recording's first vote_windows usable windows
+                 picks the right way up (both ways) on all but at most polarity_max_wrong of at
+                 least polarity_min_recordings recordings, else "up". A recording declared
+                 the wrong way up reads worse than a constant, one that auto misjudges likewise;
+                 auto is the default only where it errs rarely.
 
 The refinement is scored on the float windows; a device runs it on the int8 input, which
 differs by the input's rounding only (the definition is scale-free).
@@ -24,6 +30,7 @@ import torch
 from anyppg.stage import one_line
 from edge_runtime.contract import DEFAULT_DECISION, HR_CONFIDENT_WITHIN_BPM
 from edge_runtime.hr_refine import HRRefine, refine_hr
+from edge_runtime.polarity import VOTE_WINDOWS, vote_right
 from training.data.store import WindowStore
 
 from .qat_model import QATModel
@@ -40,6 +47,9 @@ class DecisionConfig:
     refine: bool = True
     refine_sigmas_bpm: tuple[float, ...] = (5.0, 7.5, 10.0, 15.0)
     refine_powers: tuple[float, ...] = (0.5, 1.0, 2.0)
+    polarity_vote_windows: int = VOTE_WINDOWS
+    polarity_max_wrong: float = 0.1
+    polarity_min_recordings: int = 5
 
 
 @torch.no_grad()
@@ -111,22 +121,59 @@ def choose_threshold(cfg: DecisionConfig, err: np.ndarray, conf: np.ndarray) -> 
                        "curve": curve}
 
 
-def choose_decision(cfg: DecisionConfig, m: QATModel, data: Path
-                    ) -> tuple[dict, dict[str, Any] | None, dict]:
-    """(sidecar "decision", sidecar "hr_refine" or None, report)."""
+@torch.no_grad()
+def choose_polarity(cfg: DecisionConfig, m: QATModel, data: Path) -> tuple[dict, dict]:
+    """(sidecar "polarity", report): the vote run on each split subject's first
+    `polarity_vote_windows` unflagged windows in time order, upright and flipped (the
+    preprocessing is odd in its input, so a flipped recording's windows are -z)."""
+    block = {"default": "up", "vote_windows": int(cfg.polarity_vote_windows)}
+    try:
+        st = WindowStore(data, split=cfg.split)
+    except Exception as e:  # noqa: BLE001 — no such split: said in the report
+        return block, {"status": f"default up: {one_line(e)}"}
+    if "hr_confidence" not in m.student.model.output_fields or len(st) == 0:
+        return block, {"status": "default up: no hr_confidence output or no windows"}
+    codes, start, flags = st.subject_codes, st.column("start_s"), st.column("flags")
+    m.qg.eval()
+    per: list[dict] = []
+    for c in np.unique(codes):
+        rows = np.flatnonzero((codes == c) & (flags == 0))
+        rows = rows[np.argsort(start[rows], kind="stable")][: cfg.polarity_vote_windows]
+        if rows.size == 0:
+            continue
+        x = torch.from_numpy(np.stack([st.ppg(int(r)) for r in rows]).astype(np.float32)).unsqueeze(1)
+        up, down = m.qg(x).hr_confidence.numpy(), m.qg(-x).hr_confidence.numpy()
+        per.append({"subject": st.subjects[int(c)], "windows": int(rows.size),
+                    "confidence_up": float(up.sum()), "confidence_down": float(down.sum()),
+                    "right": vote_right(up, down)})
+    wrong = sum(not r["right"] for r in per)
+    ok = len(per) >= cfg.polarity_min_recordings and wrong <= cfg.polarity_max_wrong * len(per)
+    block["default"] = "auto" if ok else "up"
+    block["chosen_on"] = (f"vote right on {len(per) - wrong} of {len(per)} recordings of split "
+                          f"{cfg.split!r}")
+    return block, {"status": f"default {block['default']}", "recordings": len(per), "wrong": wrong,
+                   "max_wrong": cfg.polarity_max_wrong, "min_recordings": cfg.polarity_min_recordings,
+                   "per_recording": per}
+
+
+def choose_decision(cfg: DecisionConfig, m: QATModel, data: Path) -> tuple[dict[str, dict], dict]:
+    """(the sidecar blocks a device reads: "decision" and "polarity" always, "hr_refine" where a
+    setting helps; report)."""
     decision = dict(DEFAULT_DECISION)
+    blocks: dict[str, dict] = {"decision": decision}
+    blocks["polarity"], polarity_report = choose_polarity(cfg, m, data)
     report: dict[str, Any] = {"split": cfg.split, "hr_mae_target_bpm": cfg.hr_mae_target_bpm,
-                              "min_coverage": cfg.min_coverage}
+                              "min_coverage": cfg.min_coverage, "polarity": polarity_report}
     try:
         w = decision_windows(cfg, m, data)
     except LookupError as e:
-        return decision, None, {**report, "status": f"default: {e}"}
-    hr, refine = w["hr"], None
+        return blocks, {**report, "status": f"default: {e}"}
+    hr = w["hr"]
     if cfg.refine:
         chosen, report["hr_refine"] = choose_refine(cfg, w)
         if chosen is not None:
             hr = refine_hr(w["x"], w["hr"], float(w["fs"]), chosen, w["flags"])
-            refine = {**chosen.to_dict(), "chosen_on": f"{len(hr)} windows of split {cfg.split!r}"}
+            blocks["hr_refine"] = {**chosen.to_dict(), "chosen_on": f"{len(hr)} windows of split {cfg.split!r}"}
     decision["hr_confidence_min"], thr = choose_threshold(cfg, np.abs(hr - w["y"]), w["conf"])
     report.update({"n_windows": int(len(hr)), **thr})
-    return decision, refine, report
+    return blocks, report

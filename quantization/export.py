@@ -12,9 +12,10 @@ Writes into --out (built in a temp folder, renamed into place only when everythi
                                 int32 biases written in (computes what was trained)
     model_int8.json             sidecar of model_int8.tflite: signal spec, input quantisation,
     model_int8_calib.json       outputs bound by name to tensor index and position, output
-                                quantisation and units, label_norm, the decision thresholds and
-                                the HR refinement chosen on validation windows
-                                (quantization.decision) — the runtime never guesses
+                                quantisation and units, label_norm, the decision thresholds,
+                                the HR refinement and the default polarity chosen on
+                                validation windows (quantization.decision) — the runtime
+                                never guesses
     audit.json                  op audit of both files (+ Edge TPU rules)
     qat_ranges.json             which TFLite tensor got which brevitas quantiser
     parity.json, parity.md      float / fake-quant / onnxruntime / LiteRT / TFLM parity
@@ -67,11 +68,13 @@ class ExportConfig:
     keep_raw: bool = False          # also keep onnx2tf's own file (onnx2tf_full_integer_quant.tflite)
     timeout_s: float = 600.0
     seed: int = 0
-    # The sidecar's "decision" and "hr_refine" blocks, chosen on this split of the store with the
-    # QAT fake-quant outputs (quantization.decision): hr_confidence_min is the lowest threshold at
-    # which the kept windows have HR MAE <= hr_mae_target_bpm keeping >= decision_min_coverage,
-    # else the one keeping decision_fallback_coverage; hr_refine (the spectral refinement of
-    # edge_runtime.hr_refine) is written only where a setting of its grid lowers the HR MAE.
+    # The sidecar's "decision", "hr_refine" and "polarity" blocks, chosen on this split of the
+    # store with the QAT fake-quant outputs (quantization.decision): hr_confidence_min is the
+    # lowest threshold at which the kept windows have HR MAE <= hr_mae_target_bpm keeping >=
+    # decision_min_coverage, else the one keeping decision_fallback_coverage; hr_refine (the
+    # spectral refinement of edge_runtime.hr_refine) is written only where a setting of its grid
+    # lowers the HR MAE; polarity's default is "auto" only where its vote is right on nearly
+    # every recording of the split.
     decision_split: str = "val"
     hr_mae_target_bpm: float = HR_CONFIDENT_WITHIN_BPM / 2
     decision_min_coverage: float = 0.5
@@ -152,10 +155,12 @@ def finalize_io(tfl: bytes, binding: dict[str, int], names: list[str], input_nam
 
 
 def sidecar(tfl: bytes, file_name: str, names: list[str], student, cfg_extra: dict,
-            decision: dict | None = None, hr_refine: dict | None = None) -> dict:
+            device: dict[str, dict] | None = None) -> dict:
     """The schema-2 sidecar (edge_runtime.contract): inputs and outputs by name, with unit and
-    kind, the decision thresholds a device withholds numbers with and, where the export chose
-    one, the HR refinement a device applies (edge_runtime.hr_refine)."""
+    kind, and the blocks a device reads (`device`, from quantization.decision): the decision
+    thresholds it withholds numbers with and, where the export chose them, the HR refinement
+    it applies (edge_runtime.hr_refine) and the stream's default polarity."""
+    device = device or {}
     model = tff.load_model(tfl)
     io = tff.io_binding(model)
     inp = io["inputs"][0]
@@ -181,8 +186,8 @@ def sidecar(tfl: bytes, file_name: str, names: list[str], student, cfg_extra: di
                     "quantize": "q = clamp(round_half_away(x / scale) + zero_point, -128, 127) on "
                                 "the preprocessed (band-passed, z-scored) window of edge_runtime"}],
         "outputs": outs,
-        "decision": dict(decision or DEFAULT_DECISION),
-        **({"hr_refine": hr_refine} if hr_refine else {}),
+        "decision": dict(device.get("decision") or DEFAULT_DECISION),
+        **{k: device[k] for k in ("hr_refine", "polarity") if device.get(k)},
         "label_norm": label_norm_simple(student.label_norm),
         "denormalised_in_graph": True,
         "denormalisation_note": "regression heads already output label units (label_norm is folded "
@@ -333,8 +338,8 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
         (tmp / "model_int8.tflite").write_bytes(qat_file)
         audits = _audit(tmp, qat_file, calib_file)
         atomic_write_json(tmp / "qat_ranges.json", rng_report)
-        decision, hr_refine, decision_report = choose_decision(_decision_config(cfg), m, data)
-        _write_sidecars(tmp, src, res, names, student, qat_file, calib_file, decision, hr_refine)
+        device, decision_report = choose_decision(_decision_config(cfg), m, data)
+        _write_sidecars(tmp, src, res, names, student, qat_file, calib_file, device)
         say("parity ...")
         t = time.perf_counter()
         par = _parity(cfg, tmp, m, held, {"qat": qat_file, "calib": calib_file}, names)
@@ -361,18 +366,18 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
 
 
 def _write_sidecars(tmp: Path, src: Path, res, names: list[str], student, qat_file: bytes,
-                    calib_file: bytes, decision: dict, hr_refine: dict | None) -> None:
+                    calib_file: bytes, device: dict[str, dict]) -> None:
     extra = {"source_qat_run": str(Path(src).resolve()),
              "converter": {"onnx2tf_command": ["onnx2tf"] + list(res.args),
                            "onnx2tf_version": _onnx2tf_version()}}
     atomic_write_json(tmp / "model_int8.json",
                       sidecar(qat_file, "model_int8.tflite", names, student,
                               {**extra, "quantisation": "QAT-faithful: activation ranges, weights and "
-                               "biases from brevitas QAT"}, decision, hr_refine))
+                               "biases from brevitas QAT"}, device))
     atomic_write_json(tmp / "model_int8_calib.json",
                       sidecar(calib_file, "model_int8_calib.tflite", names, student,
                               {**extra, "quantisation": "plain: TFLite calibration on store windows"},
-                              decision, hr_refine))
+                              device))
 
 
 def _embed_sidecars(tmp: Path) -> tuple[bytes, bytes]:

@@ -200,3 +200,22 @@ def test_sidecar_hr_refine_is_the_hr_the_stream_shows(copy_export, export_dir):
     _rewrite_sidecar(copy_export, lambda sc: sc["hr_refine"].update(step_bpm=-1))
     with pytest.raises(ModelFileError, match="hr_refine: hr_refine.step_bpm must be a positive"):
         EdgeModel.load(copy_export)
+
+
+def test_sidecar_polarity_is_the_streams_default_unless_declared(copy_export, export_dir):
+    sc = json.loads((export_dir / "model_int8.json").read_text())
+    assert EdgeModel.load(export_dir).polarity[0] == sc.get("polarity", {}).get("default", "up")
+    _rewrite_sidecar(copy_export, lambda sc: sc.update(polarity={"default": "auto", "vote_windows": 3}))
+    m = EdgeModel.load(copy_export, backend="ref")
+    x = -pulse(125.0, 60)
+    _, s = run_recording(m, x, 125.0)
+    st = s.polarity.state()
+    assert st["mode"] == "auto" and s.polarity.vote_windows == 3
+    assert st["locked"] == (st["windows_voted"] == 3)
+    _, s = run_recording(m, x, 125.0, polarity="up")                 # declared wins
+    assert s.polarity.state()["mode"] == "up"
+    _, s = run_recording(None, x, 125.0)                              # no model: the contract
+    assert s.polarity.state()["mode"] == "up"
+    _rewrite_sidecar(copy_export, lambda sc: sc["polarity"].update(default="sideways"))
+    with pytest.raises(ModelFileError, match="sidecar polarity default 'sideways': one of up, down, auto"):
+        EdgeModel.load(copy_export)

@@ -1,8 +1,10 @@
 """Which way up (edge_runtime.polarity): declared, or voted by the model's own confidence."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from edge_runtime.polarity import Polarity
+from edge_runtime.polarity import VOTE_WINDOWS, Polarity, PolarityConfigError, from_sidecar, vote_right
 
 
 def pulse_window(sign, seed):
@@ -62,3 +64,32 @@ def test_without_a_confidence_output_auto_keeps_the_contract():
     pol = Polarity("auto")
     out, used = pol.run(FakeModel(with_conf=False), pulse_window(-1, 0))
     assert used == 1 and pol.state()["locked"] and pol.state()["polarity"] == "up"
+
+
+def test_sidecar_block_is_read_and_bad_blocks_refused():
+    assert from_sidecar({}) == ("up", VOTE_WINDOWS)
+    assert from_sidecar({"polarity": {"default": "auto", "vote_windows": 12, "chosen_on": "x"}}) == ("auto", 12)
+    for bad, msg in (({"default": "auto", "votes": 3}, r"unknown key\(s\) \['votes'\]"),
+                     ({"vote_windows": 0}, "vote_windows must be an integer >= 1, got 0"),
+                     ({"vote_windows": True}, "vote_windows must be an integer >= 1"),
+                     ("auto", "polarity must be an object")):
+        with pytest.raises(PolarityConfigError, match=msg):
+            from_sidecar({"polarity": bad})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=8))
+def test_vote_right_is_what_the_stream_decides_both_ways(confs):
+    """The export's vote_right(up, down) says auto would lock on 'up' for the recording as it
+    is and on 'down' for it flipped; the stream's Polarity is run on both to check."""
+    up = np.array([c[0] for c in confs])
+    down = np.array([c[1] for c in confs])
+    decided = {}
+    for sign in (1, -1):
+        pol = Polarity("auto", vote_windows=len(confs))
+        for k in range(len(confs)):
+            # a fake model whose confidence depends on which way up the window it is given is
+            z = np.full(4, float(sign * (k + 1)))
+            pol.run(lambda w, k=k: {"hr": 70.0, "hr_confidence": up[k] if w[0] > 0 else down[k]}, z)
+        decided[sign] = pol.state()["polarity"]
+    assert vote_right(up, down) == (decided[1] == "up" and decided[-1] == "down")

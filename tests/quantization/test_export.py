@@ -13,6 +13,7 @@ from edge_runtime import tflite_file as tff
 from edge_runtime.contract import (DEFAULT_DECISION, OUTPUTS, REQUIRED_OUTPUTS, SIDECAR_SCHEMA_VERSION,
                                     check_ports)
 from edge_runtime.hr_refine import HRRefine
+from edge_runtime.polarity import VOTE_WINDOWS, from_sidecar
 from quantization import op_audit, qat, qat_model, qat_ranges, qmodel as qm, tflite_edit as tedit
 from quantization.onnx_export import QDQ_OPS, export_onnx, onnx_op_counts
 
@@ -75,6 +76,14 @@ def test_export_files_and_sidecar(export_dir):
     if "hr_refine" in side:
         assert HRRefine.from_sidecar(side).to_dict() == ref["chosen"]
         assert ref["hr_mae"] < ref["network_hr_mae"]
+    # the stream's default polarity: auto only where the vote was right on nearly every
+    # validation recording, each recording's verdict being the stream's own vote
+    pol = man["metrics"]["decision"]["polarity"]
+    per = pol["per_recording"]
+    assert pol["recordings"] == len(per) >= 1 and pol["wrong"] == sum(not r["right"] for r in per)
+    assert all(r["right"] == (r["confidence_up"] > r["confidence_down"]) for r in per)
+    reliable = len(per) >= pol["min_recordings"] and pol["wrong"] <= pol["max_wrong"] * len(per)
+    assert from_sidecar(side) == ("auto" if reliable else "up", VOTE_WINDOWS)
 
 
 def test_op_audit_passes_on_exported_files(export_dir):
