@@ -32,6 +32,8 @@ from anyppg.runs import atomic_dir, write_manifest
 from anyppg.stage import run_stage, stage_config, stage_parser
 from edge_runtime.contract import sidecar_inputs
 from edge_runtime.hr_refine import HRRefine, RefineConfigError
+from edge_runtime.polarity import PolarityConfigError
+from edge_runtime.polarity import from_sidecar as polarity_from_sidecar
 from edge_runtime.spec import SignalSpec
 
 from . import golden, hr_check, qemu
@@ -84,7 +86,8 @@ def read_export(src: Path) -> tuple[bytes, dict, Path, Path]:
         raise BundleError(f"{side}: no signal spec in the sidecar")
     try:
         HRRefine.from_sidecar(sidecar)
-    except RefineConfigError as e:
+        polarity_from_sidecar(sidecar)
+    except (RefineConfigError, PolarityConfigError) as e:
         raise BundleError(f"{side}: {e}") from None
     names = [e.get("name") for e in sidecar_inputs(sidecar)]
     if "ppg" not in names:
@@ -179,6 +182,20 @@ def hr_refine_text(sidecar: dict, sizes: dict | None) -> str:
             f"`anyppg_model_settings.h` (`ANYPPG_HAS_HR_REFINE` 1). Cost: {cost}.")
 
 
+def polarity_text(sidecar: dict) -> str:
+    """The README's sentence on the sidecar's "polarity" block (edge_runtime.polarity)."""
+    mode, votes = polarity_from_sidecar(sidecar)
+    block = sidecar.get("polarity")
+    if block is None:
+        return "This model's sidecar has no `polarity` block: its way-up vote was not measured."
+    if mode == "auto":
+        return (f"For recordings of unknown origin the Python runtime (`anyppg run`) finds the way "
+                f"up itself by default: this model's export measured its confidence vote over "
+                f"{votes} windows ({block.get('chosen_on', 'on validation recordings')}).")
+    return ("The Python runtime does not guess the way up for this model by default: its export "
+            f"found its confidence vote unreliable ({block.get('chosen_on', 'no figures')}).")
+
+
 def _size_table(sizes: dict | None) -> str:
     if not sizes:
         return ("Not measured here (arm-none-eabi-gcc absent). Run `anyppg firmware` where it is "
@@ -233,7 +250,7 @@ def make_bundle(src: Path, out: Path, cfg: FirmwareConfig, overwrite: bool = Fal
             sensor_fs=f"{fs:g}", ppg_fs=f"{spec.ppg_fs:g}", window=k.window, hop=k.hop,
             up=k.up, down=k.down, student=sidecar.get("student", "?"),
             sha256=sidecar.get("sha256", "?"), size_table=_size_table(sizes),
-            hr_refine=hr_refine_text(sidecar, sizes),
+            hr_refine=hr_refine_text(sidecar, sizes), polarity=polarity_text(sidecar),
             outputs=", ".join(f"`{o['name']}` ({o.get('unit', '')})" for o in sidecar.get("outputs", [])))
         (tmp / "README.md").write_text(readme)
         metrics = {"sensor_fs": fs, "sizes": sizes, **facts}

@@ -88,6 +88,7 @@ def test_bundle_layout_and_manifest(bundle_dir):
     assert "| preprocessing |" in readme and "| hr_refine |" in readme
     has = HRRefine.from_sidecar(side) is not None
     assert f"#define ANYPPG_HAS_HR_REFINE {int(has)}" in settings
+    assert "## Which way up" in readme and bundle.polarity_text(side) in readme
     sizes = m["metrics"]["sizes"]
     if has and sizes:       # measured where arm-none-eabi-gcc and QEMU are installed
         assert sizes["hr_refine_insns"] > 0 and sizes["parts"]["hr_refine"]["text"] > 0
@@ -187,3 +188,11 @@ def test_bad_inputs(export_dir, tmp_path, capsys):
     (tmp_path / "o").mkdir()
     assert bundle.main(["--from", str(export_dir), "--out", str(tmp_path / "o")]) == 1
     assert "already exists" in one_error_line(capsys)
+
+
+def test_polarity_sentence_follows_the_sidecar():
+    auto = {"polarity": {"default": "auto", "vote_windows": 60, "chosen_on": "vote right on 20 of 21"}}
+    up = {"polarity": {"default": "up", "vote_windows": 60, "chosen_on": "vote right on 6 of 8"}}
+    assert "finds the way up itself by default" in bundle.polarity_text(auto) and "20 of 21" in bundle.polarity_text(auto)
+    assert "unreliable (vote right on 6 of 8)" in bundle.polarity_text(up)
+    assert "no `polarity` block" in bundle.polarity_text({})
