@@ -8,7 +8,8 @@ from edge_runtime import preprocess as pp
 from edge_runtime.spec import SPECS
 from training.data import readers
 from training.data.records import ReaderError
-from training.data.synthetic_wrist import (ACCEL_AXES, SENSOR_RATES_HZ, generate_wrist_subject)
+from training.data.synthetic_wrist import (ACCEL_AXES, SENSOR_RATES_HZ, WristConfig,
+                                           generate_wrist_subject)
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +74,43 @@ def test_reader_interface():
             readers.discover("synthetic-wrist", bad)
     with pytest.raises(ReaderError, match="no subject="):
         readers.read_unit("synthetic-wrist", "synthetic-wrist:seed=1")
+
+
+def _beat_rr(rec) -> np.ndarray:
+    """RR intervals (s) from the 1 Hz hr series' distinct values (the RR holding each bin)."""
+    return 60.0 / rec.series["hr"].values
+
+
+def test_atrial_fibrillation_wearers():
+    """af=: a share of wearers in AF, whole or one episode; inside, the rhythm is irregularly
+    irregular around an exercise-following rate, labelled af=1 exactly there; af=0 draws
+    nothing (the version-1 cohort is unchanged) and sinus wearers of an AF cohort are too."""
+    cfg = WristConfig(af_fraction=0.6)
+    recs = [generate_wrist_subject(i, seed=4, duration_s=180.0, config=cfg) for i in range(12)]
+    plain = [generate_wrist_subject(i, seed=4, duration_s=180.0) for i in range(12)]
+    af = [r for r in recs if "af" in r.meta]
+    assert 3 <= len(af) <= 11
+    for r, p in zip(recs, plain):
+        if "af" not in r.meta:
+            np.testing.assert_array_equal(r.ppg.data, p.ppg.data)
+            assert not r.series["af"].values.any()
+            continue
+        a = r.meta["af"]
+        tc, lab = r.series["af"].times_s, r.series["af"].values
+        np.testing.assert_array_equal(lab, ((tc >= a["start_s"]) & (tc < a["end_s"])).astype(float))
+        rr = _beat_rr(r)
+        # successive-difference irregularity: AF's beats are independent, sinus beats are not
+        inside = lab > 0
+        d_af = np.abs(np.diff(rr[inside])) / rr[inside][1:]
+        assert np.median(d_af) > 0.05, r.subject_id
+        if (~inside).sum() > 20:
+            d_sr = np.abs(np.diff(rr[~inside])) / rr[~inside][1:]
+            assert np.median(d_af) > 2 * np.median(d_sr), r.subject_id
+        assert 30 < np.median(r.series["hr"].values[inside]) < 240
+    units = readers.discover("synthetic-wrist", "subjects=2,minutes=1,seed=4,af=0.6")
+    assert units[0] == "synthetic-wrist:seed=4:subject=0:minutes=1:af=0.6"
+    [rec] = readers.read_unit("synthetic-wrist", units[0])
+    ref = generate_wrist_subject(0, seed=4, duration_s=60.0, config=cfg)
+    np.testing.assert_array_equal(rec.ppg.data, ref.ppg.data)
+    with pytest.raises(ReaderError, match="0 <= af <= 1"):
+        readers.discover("synthetic-wrist", "subjects=2,af=1.5")

@@ -9,7 +9,7 @@ one subject and returns a `Record` with
 
   signals  'ppg' and 'accel_x', 'accel_y', 'accel_z' (g) at the subject's sensor rate
   series   hr (bpm, 1 Hz), rr (breaths/min), quality (1 usable / 0 artefact-dominated or
-           clipped), af (always 0: sinus rhythm), activity (0 rest .. 1 full effort)
+           clipped), af (1 inside atrial fibrillation), activity (0 rest .. 1 full effort)
 
 A subject's recording is a sequence of activity phases (rest, walk, run, arm exercise,
 gestures). HR follows each phase's target through first-order kinetics (faster on the way up
@@ -17,6 +17,15 @@ than in recovery). Motion is built once, as the acceleration of the wrist (swing
 the cadence, step impacts, random jolts, slow orientation changes), and the PPG artefact is a
 subject-specific filtered mixture of that acceleration plus a part no accelerometer sees, so a
 motion-aware model has something real, but not everything, to learn from the accelerometer.
+
+Atrial fibrillation (`af=` in the input spec, the share of wearers with it; 0 by default, which
+draws nothing and leaves the version-1 cohorts exactly as they were): an AF wearer is in AF for
+the whole recording or for one episode of it. Inside, beats come irregularly irregular (RR drawn
+independently, log-normal around the ventricular rate, which follows the same exercise HR
+process times a per-wearer factor) and each pulse's amplitude follows its preceding RR
+(Frank-Starling: a short RR fills the ventricle less), as in the resting generator. The hr label
+stays the rate of the RR interval holding each 1-s bin centre, so a window's label is its mean
+ventricular rate, what a watch should show during AF.
 
 Deterministic in (seed, subject_index). Reader interface for `anyppg data prepare --source
 synthetic-wrist`: `discover('subjects=200,minutes=8,seed=0')` -> unit strings
@@ -69,6 +78,11 @@ class WristConfig:
     light_steps_per_min: tuple[float, float] = (0.0, 1.0)
     rail: float = 12.0                      # ADC range +-rail (pulse amplitude is ~1 at most)
     bad_ratio: float = 1.5                  # artefact rms / pulse rms above this -> quality 0
+    af_fraction: float = 0.0                # share of wearers with atrial fibrillation
+    af_permanent: float = 0.5               # of those, share in AF the whole recording
+    af_episode: tuple[float, float] = (0.3, 0.7)      # else one episode: its share of the recording
+    af_rr_cv: tuple[float, float] = (0.15, 0.30)      # RR coefficient of variation in AF
+    af_rate_factor: tuple[float, float] = (1.0, 1.35)  # ventricular rate / the sinus HR process
 
 
 @dataclass(frozen=True)
@@ -186,6 +200,57 @@ def beat_times(rng: np.random.Generator, t: np.ndarray, hr: np.ndarray) -> np.nd
 # Signals
 # ---------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class AFTraits:
+    """One wearer's atrial fibrillation: the episode [start_s, end_s) and its beat statistics."""
+
+    start_s: float
+    end_s: float
+    rr_cv: float
+    rate_factor: float
+
+
+def draw_af(rng: np.random.Generator, cfg: WristConfig, duration_s: float) -> AFTraits | None:
+    """AF or not (a fixed number of draws from its own stream); None for a sinus wearer."""
+    u = rng.uniform(size=6)
+    if not u[0] < cfg.af_fraction:
+        return None
+    if u[1] < cfg.af_permanent:
+        start, end = -5.0, duration_s + 5.0          # the control grid's whole span
+    else:
+        share = cfg.af_episode[0] + (cfg.af_episode[1] - cfg.af_episode[0]) * u[2]
+        start = (1.0 - share) * duration_s * u[3]
+        end = start + share * duration_s
+    return AFTraits(start_s=float(start), end_s=float(end),
+                    rr_cv=float(cfg.af_rr_cv[0] + (cfg.af_rr_cv[1] - cfg.af_rr_cv[0]) * u[4]),
+                    rate_factor=float(cfg.af_rate_factor[0]
+                                      + (cfg.af_rate_factor[1] - cfg.af_rate_factor[0]) * u[5]))
+
+
+def af_beats(rng: np.random.Generator, tb: np.ndarray, t: np.ndarray, hr: np.ndarray,
+             af: AFTraits) -> tuple[np.ndarray, np.ndarray]:
+    """Sinus beats tb (B,) with the episode's beats replaced by AF beats: times (B',) and each
+    beat's Frank-Starling amplitude factor (B',) (1 for sinus beats). hr (C,) on grid t (C,)."""
+    s = np.sqrt(np.log1p(af.rr_cv ** 2))
+    before = tb[tb < af.start_s]
+    cur = before[-1] if before.size else af.start_s
+    times, fsf = [], []
+    while True:                             # sequential: the mean RR follows the HR process
+        mean = 60.0 / (np.interp(cur, t, hr) * af.rate_factor)
+        rr = max(mean * np.exp(s * rng.standard_normal() - 0.5 * s * s), 0.25)
+        cur += rr
+        if cur >= af.end_s:
+            break
+        times.append(cur)
+        fsf.append(float(np.clip((rr / mean) ** 0.9, 0.12, 1.6)))
+    resume = cur if times else af.end_s    # sinus resumes no earlier than one AF RR later
+    keep = (tb < af.start_s) | (tb >= resume)
+    out = np.concatenate([tb[keep], times])
+    amp = np.concatenate([np.ones(int(keep.sum())), fsf])
+    o = np.argsort(out, kind="stable")
+    return out[o], amp[o]
+
+
 def pulse_wave(tr: WristTraits, feet: np.ndarray, amp: np.ndarray, n: int) -> np.ndarray:
     """(n,) pulses at `feet` (B,): a systolic and a diastolic/reflected Gaussian whose timing
     compresses at high HR (systole shortens less than diastole)."""
@@ -271,7 +336,8 @@ def ambient_light(rng: np.random.Generator, tr: WristTraits, tp: np.ndarray) -> 
 # ---------------------------------------------------------------------------------------------
 
 def _bin_labels(duration_s: float, t_c: np.ndarray, hr_c: np.ndarray, resp_c: np.ndarray,
-                act_c: np.ndarray, tb: np.ndarray, bad: np.ndarray, fs: float) -> dict[str, Series]:
+                act_c: np.ndarray, tb: np.ndarray, bad: np.ndarray, fs: float,
+                af: AFTraits | None = None) -> dict[str, Series]:
     """1 Hz series at bin centres 0.5, 1.5, ...; `bad` (n,) marks samples that are not usable."""
     tc = np.arange(int(np.floor(duration_s))) + 0.5
     i = np.clip(np.searchsorted(tb, tc), 1, tb.size - 1)
@@ -282,7 +348,8 @@ def _bin_labels(duration_s: float, t_c: np.ndarray, hr_c: np.ndarray, resp_c: np
     return {"hr": Series(tc, 60.0 / (tb[i] - tb[i - 1])),
             "rr": Series(tc, np.interp(tc, t_c, resp_c)),
             "quality": Series(tc, q),
-            "af": Series(tc, np.zeros(tc.size)),
+            "af": Series(tc, np.zeros(tc.size) if af is None
+                         else ((tc >= af.start_s) & (tc < af.end_s)).astype(float)),
             "activity": Series(tc, np.interp(tc, t_c, act_c))}
 
 
@@ -304,22 +371,30 @@ def generate_wrist_subject(subject_index: int, seed: int = 0, duration_s: float 
     if not duration_s > 20:
         raise ValueError(f"duration_s must be > 20 s, got {duration_s}")
     # A seed space of its own: wearer 7 of seed 0 is not resting subject 7 of seed 0.
-    streams = np.random.SeedSequence([int(seed), int(subject_index), 0x3157]).spawn(5)
-    r_tr, r_act, r_beat, r_mot, r_ppg = (np.random.default_rng(s) for s in streams)
+    # (spawned children depend on their index only: the AF stream, sixth, leaves the others as
+    # they were before it existed)
+    streams = np.random.SeedSequence([int(seed), int(subject_index), 0x3157]).spawn(6)
+    r_tr, r_act, r_beat, r_mot, r_ppg, r_af = (np.random.default_rng(s) for s in streams)
     tr = draw_wrist_traits(r_tr, cfg)
     D = float(duration_s)
+    af = draw_af(r_af, cfg, D) if cfg.af_fraction > 0 else None
     phases = draw_phases(r_act, cfg, D)
     t_c = np.arange(-5.0, D + 5.0, 1.0 / _CTRL_FS)
     act_c = np.convolve(_phase_value(t_c, phases, "intensity"), np.ones(9) / 9, mode="same")
     hr_c = hr_process(r_act, tr, cfg, t_c, act_c)
     resp_c = np.clip(tr.resp_rest * (1 + 1.2 * act_c) * (1 + 0.1 * wf.sinusoid_noise(r_act, t_c, 0.005, 0.05, 4)), 6, 45)
     tb = beat_times(r_beat, t_c, hr_c)
+    fsf = None
+    if af is not None:
+        tb, fsf = af_beats(r_af, tb, t_c, hr_c, af)
 
     n = int(round(D * tr.fs))
     tp = np.arange(n) / tr.fs
     intensity = np.interp(tp, t_c, act_c)
     resp_phase = 2 * np.pi * np.cumsum(np.interp(tp, t_c, resp_c) / 60.0) / tr.fs
     amp = tr.perfusion * (1 + 0.1 * np.sin(np.interp(tb, tp, resp_phase)))
+    if fsf is not None:
+        amp = amp * fsf
     pulse = pulse_wave(tr, tb, amp, n)
     acc = wrist_motion(r_mot, tr, phases, tp)
     art = motion_artefact(r_mot, tr, acc, tp, intensity)
@@ -337,9 +412,10 @@ def generate_wrist_subject(subject_index: int, seed: int = 0, duration_s: float 
     signals.update({ax: Signal(accel[i], tr.fs) for i, ax in enumerate(ACCEL_AXES)})
     return Record(
         subject_id=sid, record_id=sid, source="synthetic-wrist", signals=signals,
-        series=_bin_labels(D, t_c, hr_c, resp_c, act_c, tb, bad, tr.fs),
+        series=_bin_labels(D, t_c, hr_c, resp_c, act_c, tb, bad, tr.fs, af),
         meta={"generator": GENERATOR_VERSION, "seed": int(seed), "subject_index": int(subject_index),
               "traits": dataclasses.asdict(tr),
+              **({"af": dataclasses.asdict(af)} if af is not None else {}),
               "phases": [dataclasses.asdict(p) for p in phases]},
         path=f"synthetic-wrist:seed={int(seed)}:subject={int(subject_index)}")
 
@@ -348,7 +424,7 @@ def generate_wrist_subject(subject_index: int, seed: int = 0, duration_s: float 
 # Reader interface
 # ---------------------------------------------------------------------------------------------
 
-_DEFAULTS = {"subjects": 100, "minutes": 8.0, "seed": 0}
+_DEFAULTS = {"subjects": 100, "minutes": 8.0, "seed": 0, "af": 0.0}
 _PREFIX = "synthetic-wrist"
 
 
@@ -356,14 +432,16 @@ def _parse(where: str, text: str, sep: str, allowed) -> dict:
     """key=value pairs, numbers coerced as the resting generator does; ranges checked."""
     out = _parse_pairs(where, text, sep, set(allowed))
     if out.get("subjects", 1) < 1 or out.get("minutes", 1) * 60 <= 20 or out.get("seed", 0) < 0 \
-            or out.get("subject", 0) < 0:
-        raise ReaderError(f"{where}: needs subjects >= 1, minutes > 1/3, seed >= 0, subject >= 0")
+            or out.get("subject", 0) < 0 or not 0 <= out.get("af", 0) <= 1:
+        raise ReaderError(f"{where}: needs subjects >= 1, minutes > 1/3, seed >= 0, subject >= 0, "
+                          "0 <= af <= 1")
     return out
 
 
 def discover(input_path: str, **opts) -> list[str]:
-    """'subjects=200,minutes=8,seed=0' ('' = defaults: 100 subjects x 8 min, seed 0) ->
-    one unit string per subject, 'synthetic-wrist:seed=0:subject=7:minutes=8'."""
+    """'subjects=200,minutes=8,seed=0[,af=0.15]' ('' = defaults: 100 subjects x 8 min, seed 0,
+    no AF) -> one unit string per subject, 'synthetic-wrist:seed=0:subject=7:minutes=8' (with
+    ':af=0.15' where af > 0)."""
     text = (input_path or "").strip()
     if text.startswith(_PREFIX):
         text = text[len(_PREFIX):].lstrip(":")
@@ -372,7 +450,8 @@ def discover(input_path: str, **opts) -> list[str]:
                     ",", set(_DEFAULTS)))
     m = p["minutes"]
     mins = str(int(m)) if float(m).is_integer() else repr(float(m))
-    return [f"{_PREFIX}:seed={p['seed']}:subject={i}:minutes={mins}" for i in range(p["subjects"])]
+    af = f":af={float(p['af'])!r}" if p["af"] > 0 else ""
+    return [f"{_PREFIX}:seed={p['seed']}:subject={i}:minutes={mins}{af}" for i in range(p["subjects"])]
 
 
 def read_unit(unit: str, **opts) -> list[Record]:
@@ -380,10 +459,11 @@ def read_unit(unit: str, **opts) -> list[Record]:
     where = f"synthetic-wrist unit {unit!r}"
     if not isinstance(unit, str) or not unit.startswith(_PREFIX + ":"):
         raise ReaderError(f"{where}: expected 'synthetic-wrist:seed=..:subject=..:minutes=..'")
-    p = {"seed": 0, "minutes": _DEFAULTS["minutes"]}
-    p.update(_parse(where, unit[len(_PREFIX) + 1:], ":", {"seed", "subject", "minutes"}))
+    p = {"seed": 0, "minutes": _DEFAULTS["minutes"], "af": 0.0}
+    p.update(_parse(where, unit[len(_PREFIX) + 1:], ":", {"seed", "subject", "minutes", "af"}))
     if "subject" not in p:
         raise ReaderError(f"{where}: no subject=")
-    rec = generate_wrist_subject(p["subject"], seed=p["seed"], duration_s=60.0 * p["minutes"])
+    cfg = WristConfig(af_fraction=float(p["af"]))
+    rec = generate_wrist_subject(p["subject"], seed=p["seed"], duration_s=60.0 * p["minutes"], config=cfg)
     rec.path = unit
     return [rec]
