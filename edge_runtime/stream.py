@@ -110,7 +110,8 @@ class PPGStream:
         # which way up the sensor reports the pulse: as declared, else the model's sidecar default
         # ("up" where it has no "polarity" block; edge_runtime.polarity)
         mode, votes = model.polarity if model is not None else ("up", VOTE_WINDOWS)
-        self.polarity = Polarity(polarity or mode, vote_windows or votes)
+        self.polarity = Polarity(mode if polarity is None else polarity,
+                                 votes if vote_windows is None else vote_windows)
         self.spec = spec or (model.spec if model is not None else SignalSpec())
         self.plan: RatePlan = plan_rate(fs, self.spec.ppg_fs, self.spec.ppg_band_hz[1])
         fs_nom = self.plan.nominal_hz
