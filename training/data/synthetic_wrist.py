@@ -228,15 +228,16 @@ def draw_af(rng: np.random.Generator, cfg: WristConfig, duration_s: float) -> AF
 
 
 def af_beats(rng: np.random.Generator, tb: np.ndarray, t: np.ndarray, hr: np.ndarray,
-             af: AFTraits) -> tuple[np.ndarray, np.ndarray]:
+             af: AFTraits, max_bpm: float) -> tuple[np.ndarray, np.ndarray]:
     """Sinus beats tb (B,) with the episode's beats replaced by AF beats: times (B',) and each
-    beat's Frank-Starling amplitude factor (B',) (1 for sinus beats). hr (C,) on grid t (C,)."""
+    beat's Frank-Starling amplitude factor (B',) (1 for sinus beats). hr (C,) on grid t (C,);
+    the mean ventricular rate is capped at max_bpm (the generator's HR limit)."""
     s = np.sqrt(np.log1p(af.rr_cv ** 2))
     before = tb[tb < af.start_s]
     cur = before[-1] if before.size else af.start_s
     times, fsf = [], []
     while True:                             # sequential: the mean RR follows the HR process
-        mean = 60.0 / (np.interp(cur, t, hr) * af.rate_factor)
+        mean = 60.0 / min(np.interp(cur, t, hr) * af.rate_factor, max_bpm)
         rr = max(mean * np.exp(s * rng.standard_normal() - 0.5 * s * s), 0.25)
         cur += rr
         if cur >= af.end_s:
@@ -386,7 +387,7 @@ def generate_wrist_subject(subject_index: int, seed: int = 0, duration_s: float 
     tb = beat_times(r_beat, t_c, hr_c)
     fsf = None
     if af is not None:
-        tb, fsf = af_beats(r_af, tb, t_c, hr_c, af)
+        tb, fsf = af_beats(r_af, tb, t_c, hr_c, af, cfg.hr_limits[1])
 
     n = int(round(D * tr.fs))
     tp = np.arange(n) / tr.fs
