@@ -13,47 +13,16 @@ stream showed (usable windows, labelled by the mean of the record's HR series in
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from anyppg.runs import atomic_write_json
 from edge_runtime.model import EdgeModel
 from edge_runtime.polarity import VOTE_WINDOWS
-from edge_runtime.sidecar import ModelFileError
 from edge_runtime.stream import run_recording
-from training.data import readers
 
-
-class BenchError(ValueError):
-    """Bad input to the benchmark (one line, names the file)."""
-
-
-def recordings(store: Path, split: str):
-    """(subject, ppg (T,), fs, hr Series or None) of the split's subjects, from the store's source."""
-    if not (store / "index.json").is_file():
-        raise BenchError(f"{store}: not a window store (no index.json)")
-    idx = json.loads((store / "index.json").read_text())
-    if split not in (idx.get("split_subjects") or {}):
-        raise BenchError(f"{store}: no split {split!r} in index.json")
-    keep = set(idx["split_subjects"][split])
-    for unit in readers.discover(idx["source"], idx["input"], **(idx.get("reader_opts") or {})):
-        for rec in readers.read_unit(idx["source"], unit, **(idx.get("reader_opts") or {})):
-            if rec.subject_id in keep:
-                yield rec.subject_id, rec.ppg.data, rec.ppg.fs, rec.series.get("hr")
-
-
-def _errors(res, hr) -> list[float]:
-    """|shown HR - label| of the windows that showed one (label: the HR series' mean inside)."""
-    out = []
-    for r in res:
-        inside = hr.values[(hr.times_s >= r.t_start) & (hr.times_s < r.t_end)]
-        inside = inside[np.isfinite(inside)]
-        if r.values.get("hr") is not None and inside.size:
-            out.append(abs(r.values["hr"] - inside.mean()))
-    return out
+from .store_recordings import recordings, run_over_stores, shown_errors
 
 
 def score(model: EdgeModel, store: Path, split: str, vote_windows: int) -> dict:
@@ -66,9 +35,9 @@ def score(model: EdgeModel, store: Path, split: str, vote_windows: int) -> dict:
         for sign in (1, -1):
             res, s = run_recording(model, sign * x, fs, polarity="auto", vote_windows=vote_windows)
             right[sign] += s.polarity.state()["polarity"] == ("up" if sign == 1 else "down")
-            err[sign] += _errors(res, hr) if hr is not None else []
+            err[sign] += shown_errors(res, hr) if hr is not None else []
         if hr is not None:
-            err["declared"] += _errors(run_recording(model, x, fs, polarity="up")[0], hr)
+            err["declared"] += shown_errors(run_recording(model, x, fs, polarity="up")[0], hr)
     mae = {k: float(np.mean(v)) if v else None for k, v in err.items()}
     return {"store": str(store), "split": split, "recordings": n, "vote_windows": vote_windows,
             "auto_right_upright": right[1], "auto_right_flipped": right[-1],
@@ -85,23 +54,15 @@ def main(argv=None) -> int:
                     help=f"windows auto votes over before it locks (default {VOTE_WINDOWS}, the runtime's)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    try:
-        model = EdgeModel.load(args.model)
-        rows = []
-        for st in args.store:
-            r = score(model, Path(st), args.split, args.vote_windows)
-            rows.append(r)
-            fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
-            print(f"{st} {args.split}: {r['recordings']} recordings; auto right {r['auto_right_upright']} "
-                  f"upright, {r['auto_right_flipped']} flipped; HR MAE shown {fmt(r['hr_mae_upright'])} "
-                  f"upright, {fmt(r['hr_mae_flipped'])} flipped, {fmt(r['hr_mae_declared_up'])} declared up "
-                  f"(windows shown {r['windows_shown']})", flush=True)
-    except (ModelFileError, readers.ReaderError, BenchError, FileNotFoundError) as e:
-        print(f"bench_polarity: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
-    if args.json:
-        atomic_write_json(Path(args.json), {"model": args.model, "sets": rows})
-    return 0
+
+    def describe(st: str, r: dict) -> str:
+        fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+        return (f"{st} {args.split}: {r['recordings']} recordings; auto right {r['auto_right_upright']} "
+                f"upright, {r['auto_right_flipped']} flipped; HR MAE shown {fmt(r['hr_mae_upright'])} "
+                f"upright, {fmt(r['hr_mae_flipped'])} flipped, {fmt(r['hr_mae_declared_up'])} declared up "
+                f"(windows shown {r['windows_shown']})")
+    return run_over_stores("bench_polarity", args.model, args.store, args.json,
+                           lambda m, st: score(m, st, args.split, args.vote_windows), describe)
 
 
 if __name__ == "__main__":
