@@ -289,6 +289,9 @@ def score_set(name: str, data: dict, model_out: dict, train_mean: float,
     keep = conf >= decision_min
     rows[label] = {"mae": float(err_student.mean()), "coverage": 1.0,
                             "curve": coverage_curve(err_student, conf),
+                            # the floor for any confidence: windows ranked by their own error
+                            "ideal_curve": coverage_curve(err_student, -err_student),
+                            "share_off_by_20_bpm": float((err_student > 20.0).mean()),
                             "at_decision": {"threshold": decision_min, "coverage": float(keep.mean()),
                                             "mae": float(err_student[keep].mean()) if keep.any() else None}}
     if "hr_network" in model_out:       # the shipped number is refined: the network's own too
@@ -323,6 +326,9 @@ def format_set(r: dict) -> str:
     s = r["rows"][r.get("student", "int8 student")]
     lines.append("  student by its own confidence: " + ", ".join(
         f"{c['coverage']:.0%} -> {c['mae']:.2f}" for c in s["curve"]))
+    lines.append("  the best any confidence could do (windows ranked by their own error): " + ", ".join(
+        f"{c['coverage']:.0%} -> {c['mae']:.2f}" for c in s["ideal_curve"])
+                 + f"; {s['share_off_by_20_bpm']:.0%} of windows off by > 20 bpm")
     d = s["at_decision"]
     mae = "n/a" if d["mae"] is None else f"{d['mae']:.2f}"
     lines.append(f"  at the sidecar's hr_confidence_min {d['threshold']:.2f}: coverage "

@@ -40,6 +40,11 @@ def test_score_set_imputes_failures_with_the_training_mean():
     s = r["rows"]["int8 student"]
     assert s["mae"] == pytest.approx(43 / 4)
     assert s["at_decision"]["coverage"] == pytest.approx(0.75) and s["at_decision"]["mae"] == pytest.approx(1.0)
+    # the floor for any confidence: errors 0, 1, 2, 40 -> keeping 3 of 4 at best gives 1.0
+    ideal = {c["coverage"]: c["mae"] for c in s["ideal_curve"]}
+    assert ideal[1.0] == pytest.approx(43 / 4) and ideal[0.7] == pytest.approx(1.0)
+    assert all(i["mae"] <= c["mae"] + 1e-12 for i, c in zip(s["ideal_curve"], s["curve"]))
+    assert s["share_off_by_20_bpm"] == pytest.approx(0.25)
     spec = r["rows"]["spectral peak"]
     assert spec["coverage"] == pytest.approx(0.75)
     assert spec["mae"] < 1.0                     # clean sinusoids: the peak is right
