@@ -85,6 +85,10 @@ class DistillConfig(loop.LoopConfig):
     labels: HeadLabels = field(default_factory=HeadLabels)
     augment: bool = True
     aug: AugmentConfig = field(default_factory=AugmentConfig)
+    # True: windows labelled AF (af >= 0.5) train the af head, the embedding and the other heads
+    # but not hr / hr_confidence (their HR label is treated as unknown): a test of whether HR
+    # during AF, not AF itself, is what costs sinus HR accuracy (README, AF wearers)
+    hr_not_in_af: bool = False
     epochs: int = 50                    # (the other loop settings: training.loop.LoopConfig)
     lr: float = 3e-3
     warmup_steps: int = 50
@@ -209,6 +213,7 @@ class HeadPlan:
     norm: dict                          # per head: label, mean, std, n_train, trained
     label_names: list[str]              # store labels the dataset loads, store order
     cols: list[int]                     # per head: column in the batch's label vector, -1 none
+    hr_mask_col: int = -1               # >= 0: hr unknown where this column (af) is >= 0.5
 
     def targets(self, lab: torch.Tensor, device) -> torch.Tensor:
         """(B, H) labels in head order, NaN where a head has no label."""
@@ -216,6 +221,8 @@ class HeadPlan:
         for i, c in enumerate(self.cols):
             if c >= 0:
                 y[:, i] = lab[:, c]
+        if self.hr_mask_col >= 0:
+            y[lab[:, self.hr_mask_col].to(device) >= 0.5, HEAD_NAMES.index("hr")] = float("nan")
         return y
 
 
@@ -228,7 +235,12 @@ def head_plan(cfg: DistillConfig, store: WindowStore, data: Path, distill: bool)
                          f"in {data} (store labels: {store.label_names})")
     label_names = sorted({lbl for lbl in head_labels.values() if lbl}, key=store.label_names.index)
     cols = [label_names.index(head_labels[h]) if head_labels[h] else -1 for h in HEAD_NAMES]
-    return HeadPlan(norm, label_names, cols)
+    mask = -1
+    if cfg.hr_not_in_af:
+        if not head_labels.get("af"):
+            raise ValueError(f"hr_not_in_af: {data} has no af label to mask hr by")
+        mask = label_names.index(head_labels["af"])
+    return HeadPlan(norm, label_names, cols, mask)
 
 
 def _model_config(cfg: DistillConfig, s_entry) -> dict:

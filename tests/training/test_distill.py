@@ -159,3 +159,29 @@ def test_mix_stores_add_labelled_windows_to_each_batch(store, teacher, tmp_path)
     assert _run(store, out, "--teacher", str(teacher), *_sets(f"mix=[{store}:0.25]")) == 0
     ck = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
     assert ck["step"] == 6 and ck["config"]["mix"] == [f"{store}:0.25"]
+
+
+def test_hr_not_in_af_masks_only_the_hr_of_af_windows(store, tmp_path):
+    """hr_not_in_af: an AF window's HR label becomes unknown (hr and hr_confidence learn nothing
+    from it); its other labels and every sinus window's HR stay; a store without af is refused."""
+    st = WindowStore(store, split="train")
+    if "af" not in st.label_names or "hr" not in st.label_names:
+        pytest.skip("the session store has no af / hr labels")
+    plain = distill.head_plan(distill.DistillConfig(), st, store, True)
+    masked = distill.head_plan(distill.DistillConfig(hr_not_in_af=True), st, store, True)
+    lab = torch.tensor(np.stack([st.column(n) for n in plain.label_names], 1))
+    lab[:, plain.label_names.index("af")] = torch.arange(len(lab)) % 3 == 0     # some windows in AF
+    y0, y1 = plain.targets(lab, "cpu"), masked.targets(lab, "cpu")
+    af = lab[:, plain.label_names.index("af")] >= 0.5
+    hr = S.HEAD_NAMES.index("hr")
+    assert af.any() and (~af).any()
+    assert torch.isnan(y1[af, hr]).all() and torch.equal(y1[~af, hr], y0[~af, hr])
+    other = [i for i in range(len(S.HEAD_NAMES)) if i != hr]
+    assert torch.equal(torch.nan_to_num(y1[:, other], nan=-9.0), torch.nan_to_num(y0[:, other], nan=-9.0))
+
+
+def test_hr_not_in_af_needs_an_af_label(store):
+    from training.heads import HeadLabels
+    cfg = distill.DistillConfig(hr_not_in_af=True, labels=HeadLabels(af=("no_such_label",)))
+    with pytest.raises(ValueError, match="hr_not_in_af: .* has no af label"):
+        distill.head_plan(cfg, WindowStore(store, split="train"), store, True)
