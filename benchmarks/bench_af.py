@@ -1,7 +1,7 @@
 """AF detection of a student's `af_logit` on a labelled store's split, int8 as a device runs it
 (or the float student), with its 95% CI over subjects, and paired against a second model.
 
-    python -m benchmarks.bench_af --model runs/wrist/exp-aug-real/export/model_int8.tflite \
+    python -m benchmarks.bench_af --model runs/wrist/af10mask/export/model_int8.tflite \
         --store stores/liu2022-... [--split val] [--against other/model_int8.tflite] [--json out.json]
 
 Windows: every window of the split with a finite `af` label (Liu: cardiologists' rhythm labels,

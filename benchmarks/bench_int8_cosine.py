@@ -1,8 +1,8 @@
 """Where the int8 embedding cosine goes: a QAT run's fake-quant model against its float student,
 with one part of the quantisation made exact at a time.
 
-    python -m benchmarks.bench_int8_cosine --qat runs/wrist/exp-aug-real/qat \
-        --store stores/synthetic-wrist [--split test] [--windows 256] [--json out.json]
+    python -m benchmarks.bench_int8_cosine --qat runs/wrist/af10mask/qat \
+        --store stores/synthetic-wrist-af10 [--split test] [--windows 256] [--json out.json]
 
 On `--windows` windows of the split, drawn as `anyppg export` draws its parity windows (so on
 the test split with the defaults these are the export's parity windows):

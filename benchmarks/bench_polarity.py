@@ -1,7 +1,7 @@
 """Does `--polarity auto` find which way up a recording reports the pulse? Whole recordings of a
 store's split, pushed through the streaming runtime upright and flipped.
 
-    python -m benchmarks.bench_polarity --model runs/wrist/exp-aug-real/export \
+    python -m benchmarks.bench_polarity --model runs/wrist/af10mask/export \
         --store stores/bidmc --store stores/synthetic-wrist [--split val] [--json out.json]
 
 Each store's split subjects are read again from the store's own source and input (the raw

@@ -3,7 +3,7 @@ resampled to each rate (as a slower or faster sensor would have sampled them: sc
 polyphase `resample_poly`, anti-aliased) and pushed through `edge_runtime.stream` declared at
 that rate, which resamples them back to the model's 125 Hz.
 
-    python -m benchmarks.bench_rates --model runs/wrist/exp-aug-real/export --store stores/bidmc \
+    python -m benchmarks.bench_rates --model runs/wrist/af10mask/export --store stores/bidmc \
         [--split val] [--rates 25,30,64,125,256] [--json out.json]
 
 Per rate: HR MAE of the windows shown (labelled by the mean of the record's HR series inside the

@@ -14,8 +14,8 @@ sensor and negates the samples if needed; a recording of unknown origin can use 
 
 It is only as good as the model's confidence is at telling the two apart, which is measured by
 `python -m benchmarks.bench_polarity` on whole validation recordings upright and flipped: with
-the wrist student right on 8 of 8 BIDMC and 20 of 21 synthetic wearers each way (the HR shown
-as accurate as declaring the right way, a few early windows fewer); with the BIDMC demo student
+the wrist students right on 8 of 8 BIDMC and 20 or 21 of 21 synthetic wearers each way (the HR
+shown as accurate as declaring the right way, a few early windows fewer); with the BIDMC demo student
 right on 6 of 8 BIDMC recordings and showing 30% fewer windows. Locking after 6 windows (one
 minute) was right on only 14 of 21 synthetic wearers; 60 was chosen on these validation sets.
 
