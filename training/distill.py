@@ -86,8 +86,8 @@ class DistillConfig(loop.LoopConfig):
     augment: bool = True
     aug: AugmentConfig = field(default_factory=AugmentConfig)
     # True: windows labelled AF (af >= 0.5) train the af head, the embedding and the other heads
-    # but not hr / hr_confidence (their HR label is treated as unknown): a test of whether HR
-    # during AF, not AF itself, is what costs sinus HR accuracy (README, AF wearers)
+    # but not hr / hr_confidence (their HR label is treated as unknown). The wrist student's
+    # setting: learning HR during AF cost sinus HR accuracy, AF itself did not (README, AF wearers)
     hr_not_in_af: bool = False
     epochs: int = 50                    # (the other loop settings: training.loop.LoopConfig)
     lr: float = 3e-3
