@@ -23,7 +23,7 @@ from training.data import readers
 from training.data.store import WindowStore
 from training.metrics import auroc
 
-from .bench_wrist import BenchError, model_inputs, open_model
+from .bench_wrist import BenchError, model_inputs, open_model, subject_resamples
 
 
 def af_set(path: str, split: str, spec) -> dict:
@@ -43,12 +43,8 @@ def af_set(path: str, split: str, spec) -> dict:
 def bootstrap(y: np.ndarray, scores: list[np.ndarray], subject: np.ndarray, n: int = 2000,
               seed: int = 0) -> list[list[float]]:
     """AUROC of each score vector on the same subject resamples: (n_models, n_valid_draws)."""
-    subs = np.unique(subject)
-    idx = [np.flatnonzero(subject == s) for s in subs]
-    rng = np.random.default_rng(seed)
     out: list[list[float]] = [[] for _ in scores]
-    for _ in range(n):
-        pick = np.concatenate([idx[j] for j in rng.integers(0, len(subs), len(subs))])
+    for pick in subject_resamples(subject, n, seed):
         if 0 < y[pick].sum() < len(pick):
             for k, s in enumerate(scores):
                 out[k].append(auroc(y[pick], s[pick]))

@@ -227,17 +227,21 @@ def coverage_curve(err: np.ndarray, conf: np.ndarray, coverages=COVERAGES) -> li
     return out
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, subject: np.ndarray, n: int = 2000,
-                     seed: int = 0) -> tuple[float, float, float]:
-    """Mean of a - b and its 95% CI, resampling subjects with replacement."""
+def subject_resamples(subject: np.ndarray, n: int = 2000, seed: int = 0):
+    """n resamples of the windows, subjects drawn with replacement: each a row index array. The
+    one bootstrap behind every CI over subjects here and in bench_af (same seed, same draws)."""
     subs = np.unique(subject)
     idx = [np.flatnonzero(subject == s) for s in subs]
     rng = np.random.default_rng(seed)
-    d = a - b
-    boots = []
     for _ in range(n):
-        pick = np.concatenate([idx[j] for j in rng.integers(0, len(subs), len(subs))])
-        boots.append(d[pick].mean())
+        yield np.concatenate([idx[j] for j in rng.integers(0, len(subs), len(subs))])
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, subject: np.ndarray, n: int = 2000,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """Mean of a - b and its 95% CI, resampling subjects with replacement."""
+    d = a - b
+    boots = [d[pick].mean() for pick in subject_resamples(subject, n, seed)]
     return float(d.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
@@ -253,12 +257,8 @@ def paired_models(data: dict, a: dict, b: dict, coverage: float = 0.8) -> dict:
         order = np.argsort(-o["hr_confidence"], kind="stable")
         keep[k] = np.zeros(len(y), bool)
         keep[k][order[:max(1, int(round(coverage * len(y))))]] = True
-    subs = np.unique(subj)
-    idx = [np.flatnonzero(subj == u) for u in subs]
-    rng = np.random.default_rng(0)
     boots = []
-    for _ in range(2000):
-        pick = np.concatenate([idx[j] for j in rng.integers(0, len(subs), len(subs))])
+    for pick in subject_resamples(subj):
         ka, kb = keep["a"][pick], keep["b"][pick]
         if ka.any() and kb.any():
             boots.append(ea[pick][ka].mean() - eb[pick][kb].mean())

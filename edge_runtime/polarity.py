@@ -6,7 +6,7 @@ volume rises; some wrist front-ends report raw photocurrent), and the shipped st
 upside-down window worse than a constant (BIDMC val 44.95 bpm). A watch's firmware knows its
 sensor and negates the samples if needed; a recording of unknown origin can use `auto`:
 
-    up    the contract (default)
+    up    the contract (the default where the model's sidecar has no "polarity" block)
     down  every window is flipped before the model
     auto  the first `vote_windows` inferred windows run both ways; each window's numbers come
           from the polarity whose summed hr_confidence leads so far, and after `vote_windows`
@@ -90,14 +90,18 @@ class Polarity:
         for s in (1, -1):
             self.votes[s] += float(out[s]["hr_confidence"])
         self.voted += 1
-        lead = -1 if self.votes[-1] > self.votes[1] else 1
+        lead = self._leader()
         if self.voted >= self.vote_windows:
             self.locked = lead
         return out[lead], lead
 
+    def _leader(self) -> int:
+        """The sign whose summed confidence leads (a tie keeps the contract's way up)."""
+        return -1 if self.votes[-1] > self.votes[1] else 1
+
     def state(self) -> dict[str, Any]:
         """What was decided, for a run's metadata."""
-        sign = self.locked if self.locked is not None else (-1 if self.votes[-1] > self.votes[1] else 1)
+        sign = self.locked if self.locked is not None else self._leader()
         return {"mode": self.mode, "polarity": "up" if sign == 1 else "down",
                 "locked": self.locked is not None, "windows_voted": self.voted,
                 "confidence_sum": {"up": self.votes[1], "down": self.votes[-1]}}
