@@ -48,11 +48,11 @@ def shown_errors(res, hr) -> list[float]:
 
 def run_over_stores(prog: str, model_path: str, stores: list[str], json_path: str | None,
                     score: Callable[[EdgeModel, Path], dict[str, Any]],
-                    describe: Callable[[str, dict[str, Any]], str]) -> int:
-    """Load the model, score each store, print one line per store, write the rows as JSON;
-    a bad model, store or recording is one line on stderr and exit status 2."""
+                    describe: Callable[[str, dict[str, Any]], str], backend: str = "xnnpack") -> int:
+    """Load the model (on LiteRT `backend`), score each store, print one line per store, write
+    the rows as JSON; a bad model, store or recording is one line on stderr and exit status 2."""
     try:
-        model = EdgeModel.load(model_path)
+        model = EdgeModel.load(model_path, backend=backend)
         rows = []
         for st in stores:
             rows.append(score(model, Path(st)))

@@ -20,6 +20,7 @@ from .hr_refine import HRRefine, RefineConfigError, refine_on_input
 from .interpreters import InputQuantizer, make_interpreter, quantize_input
 from .polarity import VOTE_WINDOWS, PolarityConfigError
 from .polarity import from_sidecar as polarity_from_sidecar
+from .show import dequantize_scalar
 from .sidecar import (ModelFileError, check_against_file, check_inputs, load_verified,
                       model_spec, sigmoid)
 from .spec import SignalSpec
@@ -119,9 +120,7 @@ class EdgeModel:
         for n, q in raw.items():
             zp, sc = deq[n]
             if zp is not None and q.shape == (1,):
-                # a scalar head: (q - zp) is a small integer, so its product with the float32
-                # scale is exact in float64 and rounds once to float32, as the float32 ops do
-                out[n] = np.array((int(q[0]) - int(zp)) * float(sc), np.float32)
+                out[n] = np.array(dequantize_scalar(q[0], zp, sc))
                 continue
             v = q.astype(np.float32)
             if zp is not None:      # = interpreters.dequantize, in place on the fresh copy

@@ -24,11 +24,9 @@ from .model import EdgeModel, readout
 from .polarity import VOTE_WINDOWS, Polarity
 from .preprocess import window_features
 from .resample import StreamResampler
-from .spec import (FLAG_AMPLITUDE, FLAG_CLIPPING, FLAG_FLAT, FLAG_NAN_GAP, SignalSpec,
-                   flag_names)
+from .show import LOW_QUALITY_FLAGS, withheld
+from .spec import FLAG_NAN_GAP, SignalSpec, flag_names
 from .timebase import GridClock, InputError, RatePlan, plan_rate
-
-LOW_QUALITY_FLAGS = FLAG_NAN_GAP | FLAG_FLAT | FLAG_CLIPPING | FLAG_AMPLITUDE
 
 
 @dataclass
@@ -260,21 +258,20 @@ class PPGStream:
     def _infer(self, r: WindowResult, z: np.ndarray, acc: np.ndarray | None) -> None:
         acc = acc if "accel" in self.model.inputs else None
         vals, sign = self.polarity.run(lambda x: readout(self.model.run(x, acc)), z)
-        dec = self.model.decision
         emb = vals.pop("embedding", None)
-        if "quality_prob" in vals and vals["quality_prob"] < dec["quality_min_prob"]:
-            r.reasons.append("model_quality")
-        if r.reasons:
+        # edge_runtime.show: the decision the C bundle's anyppg_hr_show makes on the int8 outputs
+        why = None if r.reasons else withheld(vals, self.model.decision)
+        if why is not None:
+            r.reasons.append(why)
+        if r.reasons and why != "hr_confidence":
             r.status = "low_quality"
             r.values = {"quality_prob": vals["quality_prob"]} if "quality_prob" in vals else {}
             return
-        if self.model.hr_refine is not None and "hr" in vals:
+        if why == "hr_confidence":
+            vals["hr"] = None
+        elif self.model.hr_refine is not None and "hr" in vals:
             vals["hr_network"] = vals["hr"]
             vals["hr"] = self.model.refined_hr(z if sign == 1 else -z, vals["hr"], r.flags)
-        if "hr_confidence" in vals and vals["hr_confidence"] < dec["hr_confidence_min"]:
-            vals["hr"] = None
-            vals.pop("hr_network", None)
-            r.reasons.append("hr_confidence")
         r.values, r.embedding = vals, emb
 
     def _trim(self) -> None:

@@ -30,10 +30,11 @@ import numpy as np
 
 from anyppg.runs import atomic_dir, write_manifest
 from anyppg.stage import run_stage, stage_config, stage_parser
-from edge_runtime.contract import sidecar_inputs
+from edge_runtime.contract import DEFAULT_DECISION, sidecar_inputs
 from edge_runtime.hr_refine import HRRefine, RefineConfigError
 from edge_runtime.polarity import PolarityConfigError
 from edge_runtime.polarity import from_sidecar as polarity_from_sidecar
+from edge_runtime.show import int8_minimums
 from edge_runtime.spec import SignalSpec
 
 from . import golden, hr_check, qemu
@@ -196,6 +197,15 @@ def polarity_text(sidecar: dict) -> str:
             f"found its confidence vote unreliable ({block.get('chosen_on', 'no figures')}).")
 
 
+def decision_text(sidecar: dict) -> str:
+    """The README's figures of the sidecar's "decision" block and their int8 codes."""
+    dec = {**DEFAULT_DECISION, **(sidecar.get("decision") or {})}
+    mins = int8_minimums(sidecar.get("outputs", []), dec)
+    return (f"quality_min_prob {dec['quality_min_prob']:g} -> quality_logit code >= "
+            f"{mins.get('quality_logit', -128)}, hr_confidence_min {dec['hr_confidence_min']:g} -> "
+            f"hr_confidence code >= {mins.get('hr_confidence', -128)} in this build")
+
+
 def _size_table(sizes: dict | None) -> str:
     if not sizes:
         return ("Not measured here (arm-none-eabi-gcc absent). Run `anyppg firmware` where it is "
@@ -251,6 +261,7 @@ def make_bundle(src: Path, out: Path, cfg: FirmwareConfig, overwrite: bool = Fal
             up=k.up, down=k.down, student=sidecar.get("student", "?"),
             sha256=sidecar.get("sha256", "?"), size_table=_size_table(sizes),
             hr_refine=hr_refine_text(sidecar, sizes), polarity=polarity_text(sidecar),
+            decision=decision_text(sidecar),
             outputs=", ".join(f"`{o['name']}` ({o.get('unit', '')})" for o in sidecar.get("outputs", [])))
         (tmp / "README.md").write_text(readme)
         metrics = {"sensor_fs": fs, "sizes": sizes, **facts}

@@ -7,6 +7,12 @@ figure use.
     got = run(exe, q, zero_point, hr, work)             # (N,) float32 refined hr
     ref = reference(q, zero_point, hr, sidecar)         # edge_runtime.refine_hr on q - zp
     elf = build_board(gen); got, insns = run(elf, ..., board="mps2-an386")
+
+and anyppg_hr_show, the decision of what a watch shows, against edge_runtime.show:
+
+    exe = build_host(gen, runner=SHOW_SOURCES)
+    got = run_show(exe, cases, windows, zero_point, work)   # SHOW_OUT records
+    want = reference_show(cases, windows, zero_point, sidecar)
 """
 from __future__ import annotations
 
@@ -15,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.contract import DEFAULT_DECISION
 from edge_runtime.hr_refine import HRRefine, refine_int8
+from edge_runtime.show import GATES, LOW_QUALITY_FLAGS, dequantize_scalar, shown_value, withheld
 from edge_runtime.spec import SignalSpec
 
 from . import qemu
@@ -24,6 +32,13 @@ from .settings import settings_header
 
 SOURCES = (C_DIR / "anyppg_hr.c", TEST_C_DIR / "anyppg_hr_run.c")
 IN_FILE, OUT_FILE = "hr_in.bin", "hr_out.bin"
+SHOW_SOURCES = (C_DIR / "anyppg_hr.c", TEST_C_DIR / "anyppg_show_run.c")
+SHOW_CASE = np.dtype([("flags", "u1"), ("quality_logit", "i1"), ("hr_confidence", "i1"),
+                      ("hr", "i1"), ("window", "<i4")])
+SHOW_OUT = np.dtype([("show", "u1"), ("withheld", "u1"), ("pad", "u1", 2), ("hr_bpm", "<f4")])
+# anyppg_hr.h's bits, by the reason edge_runtime.show gives
+SHOW_VALUES, SHOW_HR = 1, 2
+WITHHELD = {"flags": 1, "model_quality": 2, "hr_confidence": 4}
 
 
 def generate_header(sidecar: dict, folder: Path) -> Path:
@@ -36,12 +51,13 @@ def generate_header(sidecar: dict, folder: Path) -> Path:
     return folder
 
 
-def build_host(gen_dir: Path, sanitize: bool = True, compiler: str = "gcc") -> Path:
-    """The runner (c/tests/anyppg_hr_run.c) + anyppg_hr.c for the host."""
+def build_host(gen_dir: Path, sanitize: bool = True, compiler: str = "gcc",
+               runner: tuple[Path, ...] = SOURCES) -> Path:
+    """A runner (c/tests/anyppg_hr_run.c, or SHOW_SOURCES) + anyppg_hr.c for the host."""
     gen_dir = Path(gen_dir)
-    out = gen_dir / ("anyppg_hr_run" + ("_san" if sanitize else ""))
+    out = gen_dir / (runner[-1].stem + ("_san" if sanitize else ""))
     cmd = [compiler, *HOST_FLAGS, *(SANITIZE if sanitize else ()), f"-I{gen_dir}", f"-I{C_DIR}",
-           *map(str, SOURCES), "-lm", "-o", str(out)]
+           *map(str, runner), "-lm", "-o", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         lines = [ln for ln in res.stderr.splitlines() if "error" in ln] or res.stderr.splitlines()
@@ -96,3 +112,54 @@ def reference(q: np.ndarray, zero_point: int, hr: np.ndarray, sidecar: dict) -> 
         return np.asarray(hr, np.float64)
     fs = float(SignalSpec.from_dict(sidecar["spec"]).ppg_fs)
     return refine_int8(q, zero_point, np.asarray(hr, np.float32).astype(np.float64), fs, cfg)
+
+
+def run_show(exe: Path, cases: np.ndarray, windows: np.ndarray, zero_point: int, work: Path,
+             timeout_s: float = 300) -> np.ndarray:
+    """anyppg_hr_show of each SHOW_CASE record (its window an index into windows (M, L) int8)
+    on the host: SHOW_OUT records."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    cases = np.ascontiguousarray(cases, SHOW_CASE)
+    windows = np.ascontiguousarray(windows, np.int8)
+    head = np.array([len(cases), len(windows), int(zero_point)], "<i4")
+    (work / "show_in.bin").write_bytes(head.tobytes() + cases.tobytes() + windows.tobytes())
+    res = subprocess.run([str(exe)], cwd=work, capture_output=True, text=True, timeout=timeout_s)
+    if res.returncode != 0:
+        out = res.stdout + res.stderr
+        raise CheckError(f"{Path(exe).name} exited {res.returncode}: {(out.strip().splitlines() or ['?'])[-1]}")
+    got = np.fromfile(work / "show_out.bin", SHOW_OUT)
+    if len(got) != len(cases):
+        raise CheckError(f"{Path(exe).name} wrote {len(got)} results for {len(cases)} cases")
+    return got
+
+
+def reference_show(cases: np.ndarray, windows: np.ndarray, zero_point: int, sidecar: dict) -> np.ndarray:
+    """What edge_runtime shows for each case (SHOW_OUT records): the stream's decision
+    (edge_runtime.show.withheld on readout's values) and its refined hr."""
+    outs = {e["name"]: e for e in sidecar["outputs"]}
+    decision = {**DEFAULT_DECISION, **(sidecar.get("decision") or {})}
+    cfg = HRRefine.from_sidecar(sidecar)
+    fs = float(SignalSpec.from_dict(sidecar["spec"]).ppg_fs)
+    want = np.zeros(len(cases), SHOW_OUT)
+    want["hr_bpm"] = np.nan
+    for i, c in enumerate(cases):
+        if int(c["flags"]) & LOW_QUALITY_FLAGS:
+            want[i]["withheld"] = WITHHELD["flags"]
+            continue
+        vals = {name: shown_value(n, dequantize_scalar(c[n], outs[n]["zero_point"], outs[n]["scale"]))
+                for n, (name, _, _) in GATES.items() if n in outs}
+        why = withheld(vals, decision)
+        want[i]["withheld"] = WITHHELD[why] if why else 0
+        if why == "model_quality":
+            continue
+        want[i]["show"] = SHOW_VALUES
+        if why == "hr_confidence":
+            continue
+        hr = float(dequantize_scalar(c["hr"], outs["hr"]["zero_point"], outs["hr"]["scale"]))
+        if cfg is not None:
+            hr = float(refine_int8(windows[int(c["window"])][None], zero_point, np.array([hr]), fs, cfg,
+                                   np.array([int(c["flags"])]))[0])
+        want[i]["show"] = SHOW_VALUES | SHOW_HR
+        want[i]["hr_bpm"] = hr
+    return want

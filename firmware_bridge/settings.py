@@ -22,6 +22,7 @@ from edge_runtime.contract import DEFAULT_DECISION, HR_BIN_MAX_BPM, HR_BIN_MIN_B
 from edge_runtime.hr_refine import HRRefine
 from edge_runtime.preprocess import ppg_sos
 from edge_runtime.resample import HALF_LEN_PER_RATE, polyphase_taps, resample_ratio
+from edge_runtime.show import GATES, LOW_QUALITY_FLAGS, int8_minimums
 from edge_runtime.spec import SignalSpec
 
 
@@ -254,6 +255,16 @@ def hr_refine_macros(sidecar: dict, ppg_fs: float) -> list[str]:
             f"#define ANYPPG_HR_REFINE_HALF_RAD_PER_BPM {cfloat(math.pi / (60.0 * ppg_fs))}"]
 
 
+def show_macros(sidecar: dict, decision: dict) -> list[str]:
+    """anyppg_hr_show's constants: the low-quality flag mask and, per gated output, the smallest
+    int8 code the Python runtime shows (edge_runtime.show.int8_minimums; -128 where the model
+    has no such output)."""
+    mins = int8_minimums(sidecar.get("outputs", []), decision)
+    return ["/* ... as the int8 codes anyppg_hr_show compares (edge_runtime/show.py) */",
+            f"#define ANYPPG_FLAGS_LOW_QUALITY {LOW_QUALITY_FLAGS}u",
+            *(f"#define ANYPPG_SHOW_{cname(n)}_MIN_Q ({mins.get(n, -128)})" for n in GATES)]
+
+
 def settings_header(sidecar: dict, sensor_fs: float) -> str:
     """anyppg_model_settings.h for this sidecar and sensor rate (deterministic text)."""
     spec = SignalSpec.from_dict(sidecar["spec"])
@@ -304,7 +315,8 @@ def settings_header(sidecar: dict, sensor_fs: float) -> str:
         "/* Quality flag bits (edge_runtime/spec.py) */", *flags, "",
         *_io_macros(sidecar), "",
         "/* Decision thresholds: below these a device withholds the number */",
-        *(f"#define ANYPPG_DECISION_{cname(n)} {cfloat(v)}" for n, v in sorted(dec.items())), "",
+        *(f"#define ANYPPG_DECISION_{cname(n)} {cfloat(v)}" for n, v in sorted(dec.items())),
+        *show_macros(sidecar, dec), "",
         *hr_refine_macros(sidecar, spec.ppg_fs), "",
         "#endif /* ANYPPG_MODEL_SETTINGS_H */", ""]
     return "\n".join(lines)

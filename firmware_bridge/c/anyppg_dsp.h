@@ -18,7 +18,7 @@
  *     anyppg_dsp_push(&dsp, samples, n);
  *     // main loop: at most one window per call, so call until it returns 0
  *     while (anyppg_dsp_poll(&dsp, &win, model_in) == 1) {
- *         if (win.flags == 0) run_model(model_in);        // int8, ANYPPG_WINDOW_LEN samples
+ *         if (!(win.flags & ANYPPG_FLAGS_LOW_QUALITY)) run_model(model_in); // int8, WINDOW_LEN
  *     }
  *
  * push() only resamples into a ring buffer; the window work (filter, z-score, flags,

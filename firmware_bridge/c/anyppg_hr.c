@@ -216,3 +216,40 @@ int anyppg_hr_refine(const int8_t *in, int32_t zero_point, float hr_bpm, float *
 #endif
     return ANYPPG_HR_OK;
 }
+
+#if defined(ANYPPG_OUTPUT_HR_SCALE) && defined(ANYPPG_FLAGS_LOW_QUALITY) /* headers since anyppg_hr_show */
+/* a function, not an inline comparison: a threshold of -128 or 128 (every code passes / none
+ * does) is a constant comparison that -Wtype-limits would reject */
+static int anyppg_hr_below(int8_t q, int32_t min_q)
+{
+    return (int32_t)q < min_q;
+}
+
+int anyppg_hr_show(uint8_t flags, int8_t quality_logit, int8_t hr_confidence, int8_t hr,
+                   const int8_t *in, int32_t zero_point, anyppg_shown_t *shown)
+{
+    if (in == NULL || shown == NULL) {
+        return ANYPPG_HR_ERR_NULL;
+    }
+    shown->show = 0u;
+    shown->withheld = 0u;
+    shown->hr_bpm = NAN;
+    if ((flags & ANYPPG_FLAGS_LOW_QUALITY) != 0u) {
+        shown->withheld = ANYPPG_WITHHELD_FLAGS;
+    } else if (anyppg_hr_below(quality_logit, ANYPPG_SHOW_QUALITY_LOGIT_MIN_Q)) {
+        shown->withheld = ANYPPG_WITHHELD_MODEL_QUALITY;
+    } else if (anyppg_hr_below(hr_confidence, ANYPPG_SHOW_HR_CONFIDENCE_MIN_Q)) {
+        shown->show = ANYPPG_SHOW_VALUES;
+        shown->withheld = ANYPPG_WITHHELD_HR_CONFIDENCE;
+    } else {
+        /* (hr - zero point) is a small integer: one float32 rounding, as edge_runtime's */
+        float bpm = ANYPPG_OUTPUT_HR_SCALE * (float)((int32_t)hr - ANYPPG_OUTPUT_HR_ZERO_POINT);
+        if ((flags & ANYPPG_FLAG_TOO_SHORT) == 0u) { /* a padded window's spectrum is a comb */
+            (void)anyppg_hr_refine(in, zero_point, bpm, &bpm);
+        }
+        shown->show = ANYPPG_SHOW_VALUES | ANYPPG_SHOW_HR;
+        shown->hr_bpm = bpm;
+    }
+    return ANYPPG_HR_OK;
+}
+#endif

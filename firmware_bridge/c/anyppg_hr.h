@@ -18,9 +18,8 @@
  *
  * hr_out = hr_bpm where hr is not finite, where no candidate lies within the radius, or
  * where the window has no power at any candidate (all zeros): as edge_runtime does. Built
- * without a refinement (ANYPPG_HAS_HR_REFINE 0) the function copies hr_bpm. Call it for
- * windows without flags only, as the examples do: a flagged window shows no number on a watch,
- * and edge_runtime leaves a window padded from a short recording (too_short) unrefined.
+ * without a refinement (ANYPPG_HAS_HR_REFINE 0) the function copies hr_bpm. anyppg_hr_show
+ * (below) calls it where a watch shows hr, as the examples do.
  *
  * How (anyppg_hr.c): P(g) by Reinsch's form of the Goertzel recurrence (stable at the low
  * frequencies of a pulse, where the plain Goertzel loses most of float32's digits), eight
@@ -50,6 +49,44 @@ enum {
  * buffer the inference read) whose zero point is `zero_point`; the result to *hr_out (which
  * may be the same variable as the one hr_bpm was read from). */
 int anyppg_hr_refine(const int8_t *in, int32_t zero_point, float hr_bpm, float *hr_out);
+
+#if defined(ANYPPG_OUTPUT_HR_SCALE) && defined(ANYPPG_FLAGS_LOW_QUALITY) /* headers since anyppg_hr_show */
+/* What a watch shows for one window: the decision of edge_runtime/show.py (the Python
+ * runtime's), on the int8 outputs, with the integer thresholds generated from the sidecar:
+ *
+ *     flags & ANYPPG_FLAGS_LOW_QUALITY                 nothing    withheld ANYPPG_WITHHELD_FLAGS
+ *     quality_logit < ANYPPG_SHOW_QUALITY_LOGIT_MIN_Q  nothing    withheld ANYPPG_WITHHELD_MODEL_QUALITY
+ *     hr_confidence < ANYPPG_SHOW_HR_CONFIDENCE_MIN_Q  all but hr withheld ANYPPG_WITHHELD_HR_CONFIDENCE
+ *     otherwise                                        all, with hr_bpm = the network's hr refined
+ *                                                      on `in` (unrefined for ANYPPG_FLAG_TOO_SHORT)
+ *
+ * The thresholds are the smallest codes the Python runtime lets through (found at generation on
+ * all 256 codes), so the watch withholds exactly the windows the notebook withholds, with no
+ * float and no exp. Usage, after the inference on a window whose flags are not low quality:
+ *
+ *     anyppg_shown_t s;
+ *     anyppg_hr_show(win.flags, out.quality_logit[0], out.hr_confidence[0], out.hr[0],
+ *                    model_in, ANYPPG_INPUT_PPG_ZERO_POINT, &s);
+ *     if (s.show & ANYPPG_SHOW_HR) display(s.hr_bpm);
+ *
+ * A model without a quality_logit or hr_confidence output gets -128 for its threshold (pass any
+ * code). hr_bpm is NaN unless ANYPPG_SHOW_HR is set. */
+#define ANYPPG_SHOW_VALUES 1u            /* af and the other outputs may be shown */
+#define ANYPPG_SHOW_HR 2u                /* and hr_bpm */
+#define ANYPPG_WITHHELD_FLAGS 1u         /* a quality flag (win.flags) */
+#define ANYPPG_WITHHELD_MODEL_QUALITY 2u /* the model's quality_logit */
+#define ANYPPG_WITHHELD_HR_CONFIDENCE 4u /* the model's hr_confidence (hr only) */
+
+typedef struct {
+    uint8_t show;     /* ANYPPG_SHOW_* bits */
+    uint8_t withheld; /* ANYPPG_WITHHELD_* bit: why something is not shown; 0 = all shown */
+    float hr_bpm;     /* the number to show where show & ANYPPG_SHOW_HR, else NaN */
+} anyppg_shown_t;
+
+/* ANYPPG_HR_OK, or ANYPPG_HR_ERR_NULL for a NULL in or shown (shown untouched). */
+int anyppg_hr_show(uint8_t flags, int8_t quality_logit, int8_t hr_confidence, int8_t hr,
+                   const int8_t *in, int32_t zero_point, anyppg_shown_t *shown);
+#endif
 
 #ifdef __cplusplus
 }

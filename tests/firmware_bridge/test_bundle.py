@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.hr_refine import HRRefine
-from firmware_bridge import bundle, dsp_check, golden, qemu
+from firmware_bridge import bundle, dsp_check, example, golden, hr_check, qemu
 
 pytestmark = [pytest.mark.slow, pytest.mark.toolchain]
 HOST = ("gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off",
@@ -28,23 +28,6 @@ def bundle_dir(export_dir, tmp_path_factory) -> Path:
     return out
 
 
-def parse_windows(stdout: str) -> list[dict]:
-    rows = []
-    for line in stdout.splitlines():
-        if not line.startswith("window "):
-            continue
-        f = line.split()
-        row = {"start": int(f[3]), "flags": int(f[5])}
-        for tok in f[6:]:
-            name, _, vals = tok.partition("=")
-            if name == "hr_bpm":
-                row[name] = float(vals)
-            else:
-                row[name] = [int(v) for v in vals.split(",")]
-        rows.append(row)
-    return rows
-
-
 def check_against_golden(rows: list[dict], gold: dict) -> None:
     assert [r["start"] for r in rows] == gold["window_start"]
     assert [r["flags"] for r in rows] == gold["flags_data"].tolist()
@@ -53,18 +36,26 @@ def check_against_golden(rows: list[dict], gold: dict) -> None:
         assert np.array_equal(got, e["data"]), e["name"]
 
 
-def check_hr(rows: list[dict], gold: dict, sidecar: dict) -> int:
-    """The example's hr_bpm (printed to 0.01) is edge_runtime's refined hr of the same window and
-    network output (its hr dequantised in float32, as the C does); the windows checked."""
-    hr_out = next(e for e in gold["outputs"] if e["name"] == "hr")
-    net = np.float32(hr_out["scale"]) * (hr_out["data"].reshape(len(rows), -1)[:, 0].astype(np.float32)
-                                         - np.float32(hr_out["zero_point"]))
-    want = golden.golden_refined_hr(gold, sidecar)
-    want = net.astype(np.float64) if want is None else want
-    usable = [i for i, r in enumerate(rows) if r["flags"] == 0]
-    for i in usable:
-        assert abs(rows[i]["hr_bpm"] - want[i]) <= 0.005 + 0.002, (i, rows[i]["hr_bpm"], want[i])
-    return len(usable)
+def check_shown(rows: list[dict], gold: dict, sidecar: dict) -> int:
+    """The example's show / withheld bits are edge_runtime's decision for the same window, flags
+    and network outputs (firmware_bridge.hr_check.reference_show), and its hr_bpm (printed to
+    0.01) is edge_runtime's refined hr; the windows whose hr was shown."""
+    n = len(rows)
+    cases = np.zeros(n, hr_check.SHOW_CASE)
+    cases["flags"] = [r["flags"] for r in rows]
+    cases["window"] = np.arange(n)
+    outs = {e["name"]: e["data"].reshape(n, -1)[:, 0] for e in gold["outputs"]}
+    for name in ("quality_logit", "hr_confidence", "hr"):
+        cases[name] = outs[name]
+    ppg = next(e for e in gold["inputs"] if e["name"] == "ppg")
+    want = hr_check.reference_show(cases, ppg["data"].reshape(n, -1), ppg["zero_point"], sidecar)
+    assert [r["show"] for r in rows] == want["show"].tolist()
+    assert [r["withheld"] for r in rows] == want["withheld"].tolist()
+    shown = [i for i in range(n) if want["show"][i] & hr_check.SHOW_HR]
+    assert [i for i in range(n) if "hr_bpm" in rows[i]] == shown
+    for i in shown:
+        assert abs(rows[i]["hr_bpm"] - want["hr_bpm"][i]) <= 0.005 + 0.002, (i, rows[i]["hr_bpm"], want[i])
+    return len(shown)
 
 
 def test_bundle_layout_and_manifest(bundle_dir):
@@ -107,9 +98,9 @@ def test_host_build_runs_golden(bundle_dir, tmp_path):
     run = subprocess.run([str(exe)], cwd=bundle_dir, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     gold = golden.load_golden(bundle_dir / "golden")
-    check_against_golden(parse_windows(run.stdout), gold)
+    check_against_golden(example.parse(run.stdout), gold)
     side = json.loads((bundle_dir / "model_int8.json").read_text())
-    assert check_hr(parse_windows(run.stdout), gold, side) > 0
+    assert check_shown(example.parse(run.stdout), gold, side) > 0
 
 
 @pytest.mark.skipif(qemu.missing_tools() is not None, reason=str(qemu.missing_tools()))
@@ -126,8 +117,8 @@ def test_cortex_m4_build_and_qemu_run(bundle_dir, tmp_path):
     res = qemu.run_elf(elf, cwd=bundle_dir, timeout_s=300)
     assert res.returncode == 0, res.stdout[-2000:]
     gold = golden.load_golden(bundle_dir / "golden")
-    check_against_golden(parse_windows(res.stdout), gold)
-    check_hr(parse_windows(res.stdout), gold, json.loads((bundle_dir / "model_int8.json").read_text()))
+    check_against_golden(example.parse(res.stdout), gold)
+    check_shown(example.parse(res.stdout), gold, json.loads((bundle_dir / "model_int8.json").read_text()))
 
 
 def test_regeneration_is_byte_identical(export_dir, tmp_path):

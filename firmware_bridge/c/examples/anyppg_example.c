@@ -4,9 +4,9 @@
  * is read over semihosting), pushed in chunks of EXAMPLE_CHUNK samples like a FIFO drain.
  * On a watch, replace read_sensor() with the PPG driver. Per window it prints
  *     window <k> start <sample> flags <bits> <output>=<q>,<q>,... (int8, by name)
- * and, for a usable window, hr in bpm (to 0.01) when the model has an `hr` output: refined by
- * anyppg_hr_refine where the sidecar has an hr_refine block (ANYPPG_HAS_HR_REFINE), the
- * number a watch shows.
+ *     show=<ANYPPG_SHOW_* bits> withheld=<ANYPPG_WITHHELD_* bits> [hr_bpm=<bpm, to 0.01>]
+ * as anyppg_hr_show decides: the numbers a watch shows, withheld where edge_runtime's stream
+ * withholds them, hr refined where the sidecar has an hr_refine block.
  * Build: cc -std=c11 -ffp-contract=off *.c examples/anyppg_example.c -lm (see README.md).
  */
 #include <stdio.h>
@@ -20,6 +20,16 @@
 #endif
 #ifndef EXAMPLE_CHUNK
 #define EXAMPLE_CHUNK 25
+#endif
+#ifdef ANYPPG_OUTPUT_QUALITY_LOGIT_SCALE
+#define EXAMPLE_QUALITY_Q out.quality_logit[0]
+#else
+#define EXAMPLE_QUALITY_Q 0 /* no such output: its threshold is -128 */
+#endif
+#ifdef ANYPPG_OUTPUT_HR_CONFIDENCE_SCALE
+#define EXAMPLE_CONFIDENCE_Q out.hr_confidence[0]
+#else
+#define EXAMPLE_CONFIDENCE_Q 0
 #endif
 
 static anyppg_dsp_t dsp;          /* all preprocessing state: static, no heap */
@@ -44,11 +54,12 @@ static void report(long k)
         }
     }
 #ifdef ANYPPG_OUTPUT_HR_SCALE
-    if (win.flags == 0) {
-        float hr = ANYPPG_OUTPUT_HR_SCALE * (float)(out.hr[0] - ANYPPG_OUTPUT_HR_ZERO_POINT);
-#if ANYPPG_HAS_HR_REFINE
-        anyppg_hr_refine(model_in, ANYPPG_INPUT_PPG_ZERO_POINT, hr, &hr); /* the number to show */
-#endif
+    anyppg_shown_t s; /* what a watch shows, decided as edge_runtime's stream decides */
+    anyppg_hr_show(win.flags, EXAMPLE_QUALITY_Q, EXAMPLE_CONFIDENCE_Q, out.hr[0], model_in,
+                   ANYPPG_INPUT_PPG_ZERO_POINT, &s);
+    printf(" show=%u withheld=%u", (unsigned)s.show, (unsigned)s.withheld);
+    if (s.show & ANYPPG_SHOW_HR) {
+        const float hr = s.hr_bpm;
         const long c = (long)(hr * 100.0f + (hr < 0.0f ? -0.5f : 0.5f)); /* no float printf */
         printf(" hr_bpm=%s%ld.%02ld", c < 0 ? "-" : "", (c < 0 ? -c : c) / 100, (c < 0 ? -c : c) % 100);
     }

@@ -50,22 +50,18 @@ int main() {
     anyppg_dsp_push(&dsp, chunk, n);
     // the preprocessing writes the int8 window straight into the model's input tensor
     while (anyppg_dsp_poll(&dsp, &win, input->data.int8) == 1) {
-      if (win.flags != 0) continue;  // low quality: no number for this window
-#if ANYPPG_HAS_HR_REFINE
+      if (win.flags & ANYPPG_FLAGS_LOW_QUALITY) continue;  // no number for this window
       // TFLM's planner may reuse the input tensor's memory once its last reader has run, and
       // the HR refinement reads the window after Invoke: keep a copy (ANYPPG_WINDOW_LEN bytes).
       static int8_t window_copy[ANYPPG_WINDOW_LEN];
       std::memcpy(window_copy, input->data.int8, sizeof window_copy);
-#endif
       if (interpreter.Invoke() != kTfLiteOk) return 3;
-#ifdef ANYPPG_OUTPUT_HR_POSITION
-      const TfLiteTensor *hr = interpreter.output(ANYPPG_OUTPUT_HR_POSITION);
-      float bpm = ANYPPG_OUTPUT_HR_SCALE * (hr->data.int8[0] - ANYPPG_OUTPUT_HR_ZERO_POINT);
-#if ANYPPG_HAS_HR_REFINE
-      anyppg_hr_refine(window_copy, ANYPPG_INPUT_PPG_ZERO_POINT, bpm, &bpm);  // the number to show
-#endif
-      printf("hr %.1f bpm\n", static_cast<double>(bpm));
-#endif
+      anyppg_shown_t s;  // what to show, decided as edge_runtime's stream decides
+      anyppg_hr_show(win.flags, interpreter.output(ANYPPG_OUTPUT_QUALITY_LOGIT_POSITION)->data.int8[0],
+                     interpreter.output(ANYPPG_OUTPUT_HR_CONFIDENCE_POSITION)->data.int8[0],
+                     interpreter.output(ANYPPG_OUTPUT_HR_POSITION)->data.int8[0], window_copy,
+                     ANYPPG_INPUT_PPG_ZERO_POINT, &s);
+      if (s.show & ANYPPG_SHOW_HR) printf("hr %.1f bpm\n", static_cast<double>(s.hr_bpm));
     }
   }
 }
