@@ -129,7 +129,8 @@ def accuracy_section(a) -> list[dict]:
     if Path(a.troika).exists():
         rows.append(acc.troika_rows(model, student, teacher, ridge, Path(a.troika)))
     if Path(a.liu).exists():
-        rows.append(acc.liu_rows(model, student, Path(a.liu), a.liu_max or None))
+        rows.append(acc.liu_rows(model, student, Path(a.liu), a.liu_max or None,
+                                 exclude=acc.seen_subjects(Path(a.export), "liu2022")))
     return rows
 
 

@@ -10,7 +10,8 @@
   and on the windows the runtime marks usable (coverage reported); the float student and the
   BIDMC-fitted teacher ridge on the same model inputs.
 - Liu 2022 AF: each 10-s 100 Hz segment through `PPGStream` (100 -> 125 Hz); AUROC of the
-  model's AF probability and of the float student's.
+  model's AF probability and of the float student's, without the patients whose windows trained
+  or selected the student (a wrist student mixes Liu's train split in; `seen_subjects`).
 
 Outputs are read by name (`hr`, `hr_confidence` when the model has it, `af_logit`). Where the
 sidecar has an "hr_refine" block, the HR the runtime shows (refined on the window's spectrum,
@@ -131,11 +132,45 @@ def troika_rows(model: EdgeModel, student, teacher, ridge, root: Path) -> dict[s
     return row
 
 
-def liu_rows(model: EdgeModel, student, root: Path, max_segments: int | None = None) -> dict[str, Any]:
+def seen_subjects(export: Path, source: str) -> set[str]:
+    """Subjects of reader `source` whose windows trained or selected the export's student: the
+    train and val splits of every store of that source it was distilled on (its own and its
+    `mix:`), followed through the run manifests (sidecar source_qat_run -> QAT manifest ->
+    distill manifest). Empty where a link is missing (then nothing is excluded)."""
+    def manifest(run: Path) -> dict:
+        f = run / "manifest.json"
+        return json.loads(f.read_text()) if f.is_file() else {}
+    side = Path(export) / "model_int8.json"
+    qat = json.loads(side.read_text()).get("source_qat_run") if side.is_file() else None
+    ck = (manifest(Path(qat)).get("inputs") or {}).get("distill_checkpoint", {}).get("path") if qat else None
+    if not ck:
+        return set()
+    dist = manifest(Path(ck).parent.parent)
+    stores = [Path(dist.get("inputs", {}).get("store_index", {}).get("path", "")).parent,
+              *(Path(str(m).rsplit(":", 1)[0]) for m in (dist.get("config") or {}).get("mix") or [])]
+    seen: set[str] = set()
+    for st in stores:
+        idx = st / "index.json"
+        if idx.is_file():
+            i = json.loads(idx.read_text())
+            if i.get("source") == source:
+                for split in ("train", "val"):
+                    seen.update(map(str, (i.get("split_subjects") or {}).get(split, [])))
+    return seen
+
+
+def liu_rows(model: EdgeModel, student, root: Path, max_segments: int | None = None,
+             exclude: set[str] = frozenset()) -> dict[str, Any]:
+    """AF AUROC on Liu 2022's segments through the stream, leaving out the patients in `exclude`
+    (those the student trained or was selected on: `seen_subjects`)."""
     from training.data.readers import liu2022
     zs, af, p = [], [], []
-    segs = [(rec, k, lab) for unit in liu2022.discover(root) for rec in liu2022.read_unit(unit)
+    recs = [rec for unit in liu2022.discover(root) for rec in liu2022.read_unit(unit)]
+    left_out = sorted({str(r.subject_id) for r in recs if str(r.subject_id) in exclude})
+    segs = [(rec, k, lab) for rec in recs if str(rec.subject_id) not in exclude
             for k, lab in enumerate(rec.window_labels["af"])]
+    if not segs:
+        raise ValueError(f"{root}: no Liu patients left once those the student saw are excluded")
     if max_segments and len(segs) > max_segments:      # an even spread over files and rhythms
         segs = [segs[i] for i in np.linspace(0, len(segs) - 1, max_segments).astype(int)]
     for rec, k, lab in segs:
@@ -149,7 +184,7 @@ def liu_rows(model: EdgeModel, student, root: Path, max_segments: int | None = N
             p.append(readout(model.run(res[0].z))["af_prob"])
     z, af, p = np.stack(zs), np.asarray(af), np.asarray(p, float)
     row = {"task": "liu-af (AF vs other rhythms)", "metric": "AUROC", "windows": int(len(z)),
-           "int8_runtime": _auroc(af, p)}
+           "patients_excluded_seen_in_training": left_out, "int8_runtime": _auroc(af, p)}
     if student is not None:
         row["float_student"] = _auroc(af, _torch_outputs(student, z)["af_logit"])
     return row
