@@ -40,6 +40,7 @@ import numpy as np
 from anyppg.runs import atomic_write_json
 from edge_runtime import preprocess as pp
 from edge_runtime.accel import accel_windows
+from edge_runtime.af_beats import AFBeats, AFBeatsConfigError, with_af_beats
 from edge_runtime.contract import ContractError, check_ports, sidecar_inputs
 from edge_runtime.hr_refine import HRRefine, RefineConfigError, with_refined_hr
 from edge_runtime.interpreters import dequantize, litert, quantize_input
@@ -143,15 +144,21 @@ class Int8Student:
             self.refine = HRRefine.from_sidecar(self.sidecar)
         except (RefineConfigError, TypeError) as e:
             raise BenchError(f"{path.with_suffix('.json')}: hr_refine: {e}") from None
+        try:
+            self.af_beats = AFBeats.from_sidecar(self.sidecar)
+        except (AFBeatsConfigError, TypeError) as e:
+            raise BenchError(f"{path.with_suffix('.json')}: af_beats: {e}") from None
         self.label = "int8 student"
 
     def run(self, inputs: dict[str, np.ndarray], flags: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Outputs by name; with the sidecar's hr_refine, `hr` is the refined HR a device shows
         (on the int8 input minus its zero point; windows `flags` (N,) marks as padded keep the
-        network's) and `hr_network` the network's own."""
+        network's) and `hr_network` the network's own; with its af_beats block, the beat rate
+        where the model calls AF (edge_runtime.af_beats)."""
         ppg = next(i for i in self.inputs if i["name"] == "ppg")
-        return with_refined_hr(run_model(self.it, self.sidecar, inputs), inputs["ppg"], ppg,
-                               self.spec.ppg_fs, self.refine, flags)
+        out = with_refined_hr(run_model(self.it, self.sidecar, inputs), inputs["ppg"], ppg,
+                              self.spec.ppg_fs, self.refine, flags)
+        return with_af_beats(out, inputs["ppg"], ppg, self.spec.ppg_fs, self.af_beats, flags)
 
 
 def open_model(path: str) -> FloatStudent | Int8Student:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .af_beats import AFBeats, AFBeatsConfigError, shown_in_af
 from .contract import DEFAULT_DECISION, OUTPUTS
 from .hr_refine import HRRefine, RefineConfigError, refine_on_input
 from .interpreters import InputQuantizer, make_interpreter, quantize_input
@@ -42,6 +43,7 @@ class EdgeModel:
     interp: Any = field(default=None, repr=False)
     hr_refine: HRRefine | None = None          # the sidecar's HR refinement, if it has one
     polarity: tuple[str, int] = ("up", VOTE_WINDOWS)  # (default mode, vote_windows): sidecar "polarity"
+    af_beats: AFBeats | None = None            # the beat-count HR in AF, if the sidecar has one
     _quantizers: dict[str, InputQuantizer] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -68,11 +70,15 @@ class EdgeModel:
         except PolarityConfigError as e:
             raise ModelFileError(f"{name}: sidecar {e}") from None
         try:
+            af_beats = AFBeats.from_sidecar(sc)
+        except (AFBeatsConfigError, TypeError) as e:
+            raise ModelFileError(f"{name}: sidecar af_beats: {e}") from None
+        try:
             interp = make_interpreter(data, backend, threads)
         except (RuntimeError, ValueError) as e:
             raise ModelFileError(f"{name}: {e}") from None
         m = cls(name, data, sc, where, spec, {e["name"]: e for e in ins},
-                {e["name"]: e for e in outs}, backend, threads, interp, refine, polarity)
+                {e["name"]: e for e in outs}, backend, threads, interp, refine, polarity, af_beats)
         zero = np.zeros(spec.ppg_len, np.float32)
         still = np.zeros((spec.ppg_len, 3), np.float32) if "accel" in m.inputs else None
         for _ in range(max(0, warmup)):
@@ -133,13 +139,19 @@ class EdgeModel:
         """One window -> real-valued outputs by name (see `readout` for probabilities)."""
         return self.dequantize(self.invoke_raw(z, accel))
 
-    def refined_hr(self, z: np.ndarray, hr: float, flags: int = 0) -> float:
+    def refined_hr(self, z: np.ndarray, hr: float, flags: int = 0, af_prob: float | None = None) -> float:
         """The HR a device shows for window z (L,) (quality `flags`) whose network output is
         `hr`: refined on the int8 input minus its zero point, as the C bundle does
-        (edge_runtime.hr_refine); `hr` itself where the sidecar has no "hr_refine" block."""
-        if self.hr_refine is None:
+        (edge_runtime.hr_refine; `hr` itself where the sidecar has no "hr_refine" block), or,
+        where the sidecar has an "af_beats" block and `af_prob` reaches it, the window's beat
+        rate (edge_runtime.af_beats)."""
+        e = self.inputs["ppg"]
+        if self.hr_refine is not None:
+            hr = float(refine_on_input(z, hr, e, self.spec.ppg_fs, self.hr_refine, flags)[0])
+        if self.af_beats is None:
             return float(hr)
-        return float(refine_on_input(z, hr, self.inputs["ppg"], self.spec.ppg_fs, self.hr_refine, flags)[0])
+        q = quantize_input(np.asarray(z, np.float32).reshape(1, -1), e["scale"], e["zero_point"])[0]
+        return float(shown_in_af(hr, af_prob, q, e["zero_point"], self.spec.ppg_fs, self.af_beats, flags))
 
     def run_batch(self, z: np.ndarray, raw: bool = False) -> dict[str, np.ndarray]:
         """Windows (N, L) -> {name: (N, ...)}: dequantised, or the raw tensors if `raw`."""

@@ -49,21 +49,21 @@ def withheld(values: dict, decision: dict) -> str | None:
     return None
 
 
+def int8_minimum(entry: dict, threshold: float) -> int:
+    """The smallest int8 code of a scalar output (a sidecar `outputs` entry) whose shown value
+    (`shown_value`) reaches `threshold`: -128 where every code does, 128 where none does. Found by
+    evaluating the runtime's own comparison at each of the 256 codes, so a device comparing
+    integers decides exactly as the runtime does."""
+    codes = np.arange(-128, 128)
+    ok = np.array([shown_value(entry["name"], dequantize_scalar(q, entry["zero_point"], entry["scale"]))
+                   >= threshold for q in codes])
+    if ok.any() and not ok[int(np.argmax(ok)):].all():
+        raise ValueError(f"output {entry['name']!r}: its gate is not monotone in the int8 code "
+                         f"(scale {entry['scale']})")
+    return int(codes[ok][0]) if ok.any() else 128
+
+
 def int8_minimums(outputs: list[dict], decision: dict) -> dict[str, int]:
-    """{output: the smallest int8 code whose shown value passes its gate} for the gated outputs
-    of a sidecar's `outputs` list: -128 where every code passes, 128 where none does. Found by
-    evaluating the stream's own comparison at each of the 256 codes, so a device comparing
-    integers withholds exactly what the stream withholds."""
-    out = {}
-    for e in outputs:
-        gate = GATES.get(e["name"])
-        if gate is None:
-            continue
-        codes = np.arange(-128, 128)
-        ok = np.array([shown_value(e["name"], dequantize_scalar(q, e["zero_point"], e["scale"]))
-                       >= decision[gate[1]] for q in codes])
-        if ok.any() and not ok[int(np.argmax(ok)):].all():
-            raise ValueError(f"output {e['name']!r}: its gate is not monotone in the int8 code "
-                             f"(scale {e['scale']})")
-        out[e["name"]] = int(codes[ok][0]) if ok.any() else 128
-    return out
+    """{output: int8_minimum against its decision threshold} for the gated outputs (GATES) of a
+    sidecar's `outputs` list."""
+    return {e["name"]: int8_minimum(e, decision[GATES[e["name"]][1]]) for e in outputs if e["name"] in GATES}

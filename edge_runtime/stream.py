@@ -269,9 +269,10 @@ class PPGStream:
             return
         if why == "hr_confidence":
             vals["hr"] = None
-        elif self.model.hr_refine is not None and "hr" in vals:
+        elif (self.model.hr_refine is not None or self.model.af_beats is not None) and "hr" in vals:
             vals["hr_network"] = vals["hr"]
-            vals["hr"] = self.model.refined_hr(z if sign == 1 else -z, vals["hr"], r.flags)
+            vals["hr"] = self.model.refined_hr(z if sign == 1 else -z, vals["hr"], r.flags,
+                                               vals.get("af_prob"))
         r.values, r.embedding = vals, emb
 
     def _trim(self) -> None:

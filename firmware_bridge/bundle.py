@@ -30,6 +30,7 @@ import numpy as np
 
 from anyppg.runs import atomic_dir, write_manifest
 from anyppg.stage import run_stage, stage_config, stage_parser
+from edge_runtime.af_beats import AFBeats, AFBeatsConfigError
 from edge_runtime.contract import DEFAULT_DECISION, sidecar_inputs
 from edge_runtime.hr_refine import HRRefine, RefineConfigError
 from edge_runtime.polarity import PolarityConfigError
@@ -88,8 +89,13 @@ def read_export(src: Path) -> tuple[bytes, dict, Path, Path]:
     try:
         HRRefine.from_sidecar(sidecar)
         polarity_from_sidecar(sidecar)
-    except (RefineConfigError, PolarityConfigError) as e:
+        if AFBeats.from_sidecar(sidecar) is not None and not any(
+                o.get("name") == "af_logit" for o in sidecar.get("outputs", [])):
+            raise AFBeatsConfigError("af_beats needs an af_logit output; the model has none")
+    except (RefineConfigError, PolarityConfigError, AFBeatsConfigError) as e:
         raise BundleError(f"{side}: {e}") from None
+    except TypeError as e:
+        raise BundleError(f"{side}: af_beats: {e}") from None
     names = [e.get("name") for e in sidecar_inputs(sidecar)]
     if "ppg" not in names:
         raise BundleError(f"{side}: the model has no 'ppg' input (inputs: {names})")
@@ -206,6 +212,15 @@ def decision_text(sidecar: dict) -> str:
             f"hr_confidence code >= {mins.get('hr_confidence', -128)} in this build")
 
 
+def af_beats_text(sidecar: dict) -> str:
+    """The README's words on the sidecar's "af_beats" block."""
+    cfg = AFBeats.from_sidecar(sidecar)
+    if cfg is None:
+        return "this model's sidecar has none, so `ANYPPG_HAS_AF_BEATS` is 0"
+    return (f"this build: from af_prob {cfg.min_af_prob:g}, peaks above {cfg.fraction:g} of the "
+            f"window's 95th-percentile level; chosen {cfg.chosen_on or 'by the export config'}")
+
+
 def _size_table(sizes: dict | None) -> str:
     if not sizes:
         return ("Not measured here (arm-none-eabi-gcc absent). Run `anyppg firmware` where it is "
@@ -261,7 +276,7 @@ def make_bundle(src: Path, out: Path, cfg: FirmwareConfig, overwrite: bool = Fal
             up=k.up, down=k.down, student=sidecar.get("student", "?"),
             sha256=sidecar.get("sha256", "?"), size_table=_size_table(sizes),
             hr_refine=hr_refine_text(sidecar, sizes), polarity=polarity_text(sidecar),
-            decision=decision_text(sidecar),
+            decision=decision_text(sidecar), af_beats=af_beats_text(sidecar),
             outputs=", ".join(f"`{o['name']}` ({o.get('unit', '')})" for o in sidecar.get("outputs", [])))
         (tmp / "README.md").write_text(readme)
         metrics = {"sensor_fs": fs, "sizes": sizes, **facts}

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.af_beats import AFBeats, shown_in_af
 from edge_runtime.contract import DEFAULT_DECISION
 from edge_runtime.hr_refine import HRRefine, refine_int8
 from edge_runtime.show import GATES, LOW_QUALITY_FLAGS, dequantize_scalar, shown_value, withheld
@@ -34,7 +35,7 @@ SOURCES = (C_DIR / "anyppg_hr.c", TEST_C_DIR / "anyppg_hr_run.c")
 IN_FILE, OUT_FILE = "hr_in.bin", "hr_out.bin"
 SHOW_SOURCES = (C_DIR / "anyppg_hr.c", TEST_C_DIR / "anyppg_show_run.c")
 SHOW_CASE = np.dtype([("flags", "u1"), ("quality_logit", "i1"), ("hr_confidence", "i1"),
-                      ("hr", "i1"), ("window", "<i4")])
+                      ("hr", "i1"), ("af_logit", "i1"), ("pad", "u1", 3), ("window", "<i4")])
 SHOW_OUT = np.dtype([("show", "u1"), ("withheld", "u1"), ("pad", "u1", 2), ("hr_bpm", "<f4")])
 # anyppg_hr.h's bits, by the reason edge_runtime.show gives
 SHOW_VALUES, SHOW_HR = 1, 2
@@ -136,10 +137,11 @@ def run_show(exe: Path, cases: np.ndarray, windows: np.ndarray, zero_point: int,
 
 def reference_show(cases: np.ndarray, windows: np.ndarray, zero_point: int, sidecar: dict) -> np.ndarray:
     """What edge_runtime shows for each case (SHOW_OUT records): the stream's decision
-    (edge_runtime.show.withheld on readout's values) and its refined hr."""
+    (edge_runtime.show.withheld on readout's values) and its hr (refined, or the beat rate in AF:
+    EdgeModel.refined_hr's order)."""
     outs = {e["name"]: e for e in sidecar["outputs"]}
     decision = {**DEFAULT_DECISION, **(sidecar.get("decision") or {})}
-    cfg = HRRefine.from_sidecar(sidecar)
+    cfg, beats = HRRefine.from_sidecar(sidecar), AFBeats.from_sidecar(sidecar)
     fs = float(SignalSpec.from_dict(sidecar["spec"]).ppg_fs)
     want = np.zeros(len(cases), SHOW_OUT)
     want["hr_bpm"] = np.nan
@@ -157,9 +159,13 @@ def reference_show(cases: np.ndarray, windows: np.ndarray, zero_point: int, side
         if why == "hr_confidence":
             continue
         hr = float(dequantize_scalar(c["hr"], outs["hr"]["zero_point"], outs["hr"]["scale"]))
+        w = windows[int(c["window"])]
         if cfg is not None:
-            hr = float(refine_int8(windows[int(c["window"])][None], zero_point, np.array([hr]), fs, cfg,
-                                   np.array([int(c["flags"])]))[0])
+            hr = float(refine_int8(w[None], zero_point, np.array([hr]), fs, cfg, np.array([int(c["flags"])]))[0])
+        if "af_logit" in outs:
+            af = shown_value("af_logit", dequantize_scalar(c["af_logit"], outs["af_logit"]["zero_point"],
+                                                           outs["af_logit"]["scale"]))
+            hr = shown_in_af(hr, af, w, zero_point, fs, beats, int(c["flags"]))
         want[i]["show"] = SHOW_VALUES | SHOW_HR
         want[i]["hr_bpm"] = hr
     return want

@@ -18,11 +18,12 @@ import numpy as np
 from scipy import signal as sps
 
 from edge_runtime import spec as spec_mod
+from edge_runtime.af_beats import LEVEL_PERCENT, AFBeats, min_gap
 from edge_runtime.contract import DEFAULT_DECISION, HR_BIN_MAX_BPM, HR_BIN_MIN_BPM, sidecar_inputs
 from edge_runtime.hr_refine import HRRefine
 from edge_runtime.preprocess import ppg_sos
 from edge_runtime.resample import HALF_LEN_PER_RATE, polyphase_taps, resample_ratio
-from edge_runtime.show import GATES, LOW_QUALITY_FLAGS, int8_minimums
+from edge_runtime.show import GATES, LOW_QUALITY_FLAGS, int8_minimum, int8_minimums
 from edge_runtime.spec import SignalSpec
 
 
@@ -265,6 +266,29 @@ def show_macros(sidecar: dict, decision: dict) -> list[str]:
             *(f"#define ANYPPG_SHOW_{cname(n)}_MIN_Q ({mins.get(n, -128)})" for n in GATES)]
 
 
+def af_beats_macros(sidecar: dict, spec: SignalSpec, window: int) -> list[str]:
+    """ANYPPG_HAS_AF_BEATS and, with a sidecar "af_beats" block, anyppg_hr.c's constants for the
+    beat count in AF (edge_runtime/af_beats.py). Raises AFBeatsConfigError (one line) for a
+    block the runtime refuses, ValueError for a model without an af_logit output."""
+    cfg = AFBeats.from_sidecar(sidecar)
+    if cfg is None:
+        return ["/* HR by beat count in AF (anyppg_hr.c): none in this sidecar */",
+                "#define ANYPPG_HAS_AF_BEATS 0"]
+    af = next((e for e in sidecar.get("outputs", []) if e["name"] == "af_logit"), None)
+    if af is None:
+        raise ValueError("af_beats needs an af_logit output; the sidecar has none")
+    fs = float(spec.ppg_fs)
+    return ["/* HR by beat count where the model calls AF (anyppg_hr.c, edge_runtime/af_beats.py) */",
+            "#define ANYPPG_HAS_AF_BEATS 1",
+            f"#define ANYPPG_AF_BEATS_AF_LOGIT_MIN_Q ({int8_minimum(af, cfg.min_af_prob)}) "
+            f"/* af_prob >= {cfg.min_af_prob:g} */",
+            f"#define ANYPPG_AF_BEATS_FRACTION {cfloat(np.float32(cfg.fraction))}",
+            f"#define ANYPPG_AF_BEATS_LEVEL_RANK {(LEVEL_PERCENT * (window - 1)) // 100} "
+            f"/* the {LEVEL_PERCENT}th-percentile sample, in ascending order */",
+            f"#define ANYPPG_AF_BEATS_MIN_GAP {min_gap(fs)} /* samples: 60 / {HR_BIN_MAX_BPM:g} bpm */",
+            f"#define ANYPPG_AF_BEATS_60FS {cfloat(np.float32(60.0 * fs))}"]
+
+
 def settings_header(sidecar: dict, sensor_fs: float) -> str:
     """anyppg_model_settings.h for this sidecar and sensor rate (deterministic text)."""
     spec = SignalSpec.from_dict(sidecar["spec"])
@@ -318,6 +342,7 @@ def settings_header(sidecar: dict, sensor_fs: float) -> str:
         *(f"#define ANYPPG_DECISION_{cname(n)} {cfloat(v)}" for n, v in sorted(dec.items())),
         *show_macros(sidecar, dec), "",
         *hr_refine_macros(sidecar, spec.ppg_fs), "",
+        *af_beats_macros(sidecar, spec, k.window), "",
         "#endif /* ANYPPG_MODEL_SETTINGS_H */", ""]
     return "\n".join(lines)
 

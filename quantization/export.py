@@ -41,6 +41,7 @@ from anyppg.config import to_dict
 from anyppg.runs import atomic_dir, atomic_write_json, write_manifest
 from anyppg.stage import add_run_io, one_line, run_stage, stage_config, stage_parser
 from edge_runtime import interpreters as interp, tflite_file as tff
+from edge_runtime.af_beats import AFBeats, AFBeatsConfigError
 from edge_runtime.contract import (DEFAULT_DECISION, HR_CONFIDENT_WITHIN_BPM, OUTPUTS,
                                     SIDECAR_SCHEMA_VERSION, UNITS)
 from training.checkpoint import StudentLoadError, label_norm_simple
@@ -80,6 +81,12 @@ class ExportConfig:
     decision_min_coverage: float = 0.5
     decision_fallback_coverage: float = 0.8
     hr_refine: bool = True
+    # The sidecar's "af_beats" block (edge_runtime.af_beats: the beat rate shown where af_prob
+    # reaches af_beats_min_prob), written as configured: its settings were chosen on validation
+    # stores beyond the export's own (configs/export/wrist-s.yaml says which). 0 writes none.
+    af_beats_min_prob: float = 0.0
+    af_beats_fraction: float = 0.2
+    af_beats_chosen_on: str = ""
 
 
 def _onnx2tf_version() -> str | None:
@@ -159,7 +166,8 @@ def sidecar(tfl: bytes, file_name: str, names: list[str], student, cfg_extra: di
     """The schema-2 sidecar (edge_runtime.contract): inputs and outputs by name, with unit and
     kind, and the blocks a device reads (`device`, from quantization.decision): the decision
     thresholds it withholds numbers with and, where the export chose them, the HR refinement
-    it applies (edge_runtime.hr_refine) and the stream's default polarity."""
+    it applies (edge_runtime.hr_refine), the stream's default polarity and the beat count in AF
+    (edge_runtime.af_beats)."""
     device = device or {}
     model = tff.load_model(tfl)
     io = tff.io_binding(model)
@@ -187,7 +195,7 @@ def sidecar(tfl: bytes, file_name: str, names: list[str], student, cfg_extra: di
                                 "the preprocessed (band-passed, z-scored) window of edge_runtime"}],
         "outputs": outs,
         "decision": dict(device.get("decision") or DEFAULT_DECISION),
-        **{k: device[k] for k in ("hr_refine", "polarity") if device.get(k)},
+        **{k: device[k] for k in ("hr_refine", "polarity", "af_beats") if device.get(k)},
         "label_norm": label_norm_simple(student.label_norm),
         "denormalised_in_graph": True,
         "denormalisation_note": "regression heads already output label units (label_norm is folded "
@@ -296,6 +304,8 @@ def _load(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: bool):
     (same signal spec) and the calibration windows."""
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out}: already exists (pass --overwrite to replace it)")
+    if cfg.af_beats_min_prob:                         # a bad block fails before any conversion
+        AFBeats(min_af_prob=cfg.af_beats_min_prob, fraction=cfg.af_beats_fraction)
     m: QATModel = load_qat_run(src)
     train = WindowStore(data, split="train")
     m.student.spec.check_compatible(train.spec, f"store {data}")
@@ -339,6 +349,9 @@ def run_export(cfg: ExportConfig, src: Path, data: Path, out: Path, overwrite: b
         audits = _audit(tmp, qat_file, calib_file)
         atomic_write_json(tmp / "qat_ranges.json", rng_report)
         device, decision_report = choose_decision(_decision_config(cfg), m, data)
+        if cfg.af_beats_min_prob > 0:
+            device["af_beats"] = AFBeats(min_af_prob=cfg.af_beats_min_prob, fraction=cfg.af_beats_fraction,
+                                         chosen_on=cfg.af_beats_chosen_on).to_dict()
         _write_sidecars(tmp, src, res, names, student, qat_file, calib_file, device)
         say("parity ...")
         t = time.perf_counter()
@@ -400,7 +413,8 @@ def main(argv=None) -> int:
     return run_stage("anyppg export",
                      lambda: run_export(stage_config(ExportConfig(), "export", args), Path(args.src),
                                         Path(args.data), Path(args.out), args.overwrite, args.quiet),
-                     errors=(ConversionError, Int8PathError, StudentLoadError, qat_ranges.RangeMappingError),
+                     errors=(ConversionError, Int8PathError, StudentLoadError, qat_ranges.RangeMappingError,
+                             AFBeatsConfigError),
                      quiet=args.quiet, show=lambda m: {"summary": m["summary"], "file_bytes": m["file_bytes"],
                                                        "timings": m["timings"]})
 

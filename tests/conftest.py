@@ -119,7 +119,8 @@ def export_dir(tmp_path_factory, qat_run, qstore) -> Path:
     from quantization import export
     out = tmp_path_factory.mktemp("export") / "out"
     rc = export.main(["--from", str(qat_run), "--data", str(qstore), "--out", str(out),
-                      "--config", "fast", "--set", "keep_raw=true", "--quiet"])
+                      "--config", "fast", "--set", "keep_raw=true", "--set", "af_beats_min_prob=0.95",
+                      "--quiet"])
     assert rc == 0
     return out
 

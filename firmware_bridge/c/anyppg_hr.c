@@ -218,6 +218,49 @@ int anyppg_hr_refine(const int8_t *in, int32_t zero_point, float hr_bpm, float *
 }
 
 #if defined(ANYPPG_OUTPUT_HR_SCALE) && defined(ANYPPG_FLAGS_LOW_QUALITY) /* headers since anyppg_hr_show */
+#if ANYPPG_HAS_AF_BEATS
+/* The beat rate of the int8 window (edge_runtime/af_beats.py, same integers, same float32
+ * threshold and quotient): 1 with *hr set, 0 under three peaks. The level is an order statistic
+ * from a 256-bin histogram (512 bytes of stack), so no sort. */
+static int anyppg_hr_beats(const int8_t *in, int32_t zero_point, float *hr)
+{
+    uint16_t hist[256] = {0};
+    for (int n = 0; n < ANYPPG_WINDOW_LEN; ++n) {
+        hist[(int32_t)in[n] + 128]++;
+    }
+    int32_t v = 0, seen = 0;
+    for (; v < 255; ++v) {
+        seen += hist[v];
+        if (seen > ANYPPG_AF_BEATS_LEVEL_RANK) {
+            break;
+        }
+    }
+    const float thr = ANYPPG_AF_BEATS_FRACTION * (float)(v - 128 - zero_point);
+    int32_t first = -1, last = -1, count = 0;
+    for (int32_t i = 1; i < ANYPPG_WINDOW_LEN - 1; ++i) {
+        const int32_t x = (int32_t)in[i];
+        if (!(x > (int32_t)in[i - 1] && x >= (int32_t)in[i + 1] && (float)(x - zero_point) > thr)) {
+            continue;
+        }
+        if (count > 0 && i - last < ANYPPG_AF_BEATS_MIN_GAP) { /* too close: keep the higher */
+            if (x > (int32_t)in[last]) {
+                first = count == 1 ? i : first;
+                last = i;
+            }
+            continue;
+        }
+        first = count == 0 ? i : first;
+        last = i;
+        count++;
+    }
+    if (count < 3) {
+        return 0;
+    }
+    *hr = ANYPPG_AF_BEATS_60FS * (float)(count - 1) / (float)(last - first);
+    return 1;
+}
+#endif
+
 /* a function, not an inline comparison: a threshold of -128 or 128 (every code passes / none
  * does) is a constant comparison that -Wtype-limits would reject */
 static int anyppg_hr_below(int8_t q, int32_t min_q)
@@ -226,11 +269,14 @@ static int anyppg_hr_below(int8_t q, int32_t min_q)
 }
 
 int anyppg_hr_show(uint8_t flags, int8_t quality_logit, int8_t hr_confidence, int8_t hr,
-                   const int8_t *in, int32_t zero_point, anyppg_shown_t *shown)
+                   int8_t af_logit, const int8_t *in, int32_t zero_point, anyppg_shown_t *shown)
 {
     if (in == NULL || shown == NULL) {
         return ANYPPG_HR_ERR_NULL;
     }
+#if !ANYPPG_HAS_AF_BEATS
+    (void)af_logit;
+#endif
     shown->show = 0u;
     shown->withheld = 0u;
     shown->hr_bpm = NAN;
@@ -245,7 +291,13 @@ int anyppg_hr_show(uint8_t flags, int8_t quality_logit, int8_t hr_confidence, in
         /* (hr - zero point) is a small integer: one float32 rounding, as edge_runtime's */
         float bpm = ANYPPG_OUTPUT_HR_SCALE * (float)((int32_t)hr - ANYPPG_OUTPUT_HR_ZERO_POINT);
         if ((flags & ANYPPG_FLAG_TOO_SHORT) == 0u) { /* a padded window's spectrum is a comb */
+#if ANYPPG_HAS_AF_BEATS
+            if (anyppg_hr_below(af_logit, ANYPPG_AF_BEATS_AF_LOGIT_MIN_Q) || !anyppg_hr_beats(in, zero_point, &bpm)) {
+                (void)anyppg_hr_refine(in, zero_point, bpm, &bpm);
+            }
+#else
             (void)anyppg_hr_refine(in, zero_point, bpm, &bpm);
+#endif
         }
         shown->show = ANYPPG_SHOW_VALUES | ANYPPG_SHOW_HR;
         shown->hr_bpm = bpm;

@@ -58,7 +58,10 @@ int anyppg_hr_refine(const int8_t *in, int32_t zero_point, float hr_bpm, float *
  *     quality_logit < ANYPPG_SHOW_QUALITY_LOGIT_MIN_Q  nothing    withheld ANYPPG_WITHHELD_MODEL_QUALITY
  *     hr_confidence < ANYPPG_SHOW_HR_CONFIDENCE_MIN_Q  all but hr withheld ANYPPG_WITHHELD_HR_CONFIDENCE
  *     otherwise                                        all, with hr_bpm = the network's hr refined
- *                                                      on `in` (unrefined for ANYPPG_FLAG_TOO_SHORT)
+ *                                                      on `in` (unrefined for ANYPPG_FLAG_TOO_SHORT),
+ *                                                      or, with ANYPPG_HAS_AF_BEATS and af_logit >=
+ *                                                      ANYPPG_AF_BEATS_AF_LOGIT_MIN_Q, the beat rate
+ *                                                      of `in` (edge_runtime/af_beats.py)
  *
  * The thresholds are the smallest codes the Python runtime lets through (found at generation on
  * all 256 codes), so the watch withholds exactly the windows the notebook withholds, with no
@@ -66,11 +69,11 @@ int anyppg_hr_refine(const int8_t *in, int32_t zero_point, float hr_bpm, float *
  *
  *     anyppg_shown_t s;
  *     anyppg_hr_show(win.flags, out.quality_logit[0], out.hr_confidence[0], out.hr[0],
- *                    model_in, ANYPPG_INPUT_PPG_ZERO_POINT, &s);
+ *                    out.af_logit[0], model_in, ANYPPG_INPUT_PPG_ZERO_POINT, &s);
  *     if (s.show & ANYPPG_SHOW_HR) display(s.hr_bpm);
  *
  * A model without a quality_logit or hr_confidence output gets -128 for its threshold (pass any
- * code). hr_bpm is NaN unless ANYPPG_SHOW_HR is set. */
+ * code). The beat count costs one pass over the window and 512 bytes of stack. hr_bpm is NaN unless ANYPPG_SHOW_HR is set. */
 #define ANYPPG_SHOW_VALUES 1u            /* af and the other outputs may be shown */
 #define ANYPPG_SHOW_HR 2u                /* and hr_bpm */
 #define ANYPPG_WITHHELD_FLAGS 1u         /* a quality flag (win.flags) */
@@ -83,9 +86,10 @@ typedef struct {
     float hr_bpm;     /* the number to show where show & ANYPPG_SHOW_HR, else NaN */
 } anyppg_shown_t;
 
-/* ANYPPG_HR_OK, or ANYPPG_HR_ERR_NULL for a NULL in or shown (shown untouched). */
+/* ANYPPG_HR_OK, or ANYPPG_HR_ERR_NULL for a NULL in or shown (shown untouched). af_logit is
+ * read only with ANYPPG_HAS_AF_BEATS. */
 int anyppg_hr_show(uint8_t flags, int8_t quality_logit, int8_t hr_confidence, int8_t hr,
-                   const int8_t *in, int32_t zero_point, anyppg_shown_t *shown);
+                   int8_t af_logit, const int8_t *in, int32_t zero_point, anyppg_shown_t *shown);
 #endif
 
 #ifdef __cplusplus

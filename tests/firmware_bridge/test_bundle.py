@@ -79,6 +79,9 @@ def test_bundle_layout_and_manifest(bundle_dir):
     assert "| preprocessing |" in readme and "| hr_refine |" in readme
     has = HRRefine.from_sidecar(side) is not None
     assert f"#define ANYPPG_HAS_HR_REFINE {int(has)}" in settings
+    # the session's export carries an af_beats block (conftest): its constants and README words
+    assert side["af_beats"]["min_af_prob"] == 0.95 and "#define ANYPPG_HAS_AF_BEATS 1" in settings
+    assert "from af_prob 0.95" in readme
     assert "## Which way up" in readme and bundle.polarity_text(side) in readme
     sizes = m["metrics"]["sizes"]
     if has and sizes:       # measured where arm-none-eabi-gcc and QEMU are installed
@@ -176,6 +179,13 @@ def test_bad_inputs(export_dir, tmp_path, capsys):
     assert bundle.main(["--from", str(bad), "--out", str(tmp_path / "o")]) == 1
     msg = one_error_line(capsys)
     assert "model_int8.json" in msg and "unknown key(s) ['window']" in msg
+    side = json.loads((export_dir / "model_int8.json").read_text())
+    for block, words in (({"min_af_prob": 2}, "min_af_prob must be a number in (0, 1]"),
+                         ({"min_af_prob": 0.9, "window": 3}, "unknown fields")):
+        (bad / "model_int8.json").write_text(json.dumps({**side, "af_beats": block}))
+        assert bundle.main(["--from", str(bad), "--out", str(tmp_path / "o")]) == 1
+        msg = one_error_line(capsys)
+        assert "model_int8.json" in msg and words in msg
     (tmp_path / "o").mkdir()
     assert bundle.main(["--from", str(export_dir), "--out", str(tmp_path / "o")]) == 1
     assert "already exists" in one_error_line(capsys)

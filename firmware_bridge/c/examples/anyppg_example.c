@@ -31,6 +31,11 @@
 #else
 #define EXAMPLE_CONFIDENCE_Q 0
 #endif
+#ifdef ANYPPG_OUTPUT_AF_LOGIT_SCALE
+#define EXAMPLE_AF_Q out.af_logit[0]
+#else
+#define EXAMPLE_AF_Q 0 /* read only where the sidecar has an af_beats block, which needs af_logit */
+#endif
 
 static anyppg_dsp_t dsp;          /* all preprocessing state: static, no heap */
 static anyppg_dsp_window_t win;   /* start, flags and drops of the latest window */
@@ -55,8 +60,8 @@ static void report(long k)
     }
 #ifdef ANYPPG_OUTPUT_HR_SCALE
     anyppg_shown_t s; /* what a watch shows, decided as edge_runtime's stream decides */
-    anyppg_hr_show(win.flags, EXAMPLE_QUALITY_Q, EXAMPLE_CONFIDENCE_Q, out.hr[0], model_in,
-                   ANYPPG_INPUT_PPG_ZERO_POINT, &s);
+    anyppg_hr_show(win.flags, EXAMPLE_QUALITY_Q, EXAMPLE_CONFIDENCE_Q, out.hr[0], EXAMPLE_AF_Q,
+                   model_in, ANYPPG_INPUT_PPG_ZERO_POINT, &s);
     printf(" show=%u withheld=%u", (unsigned)s.show, (unsigned)s.withheld);
     if (s.show & ANYPPG_SHOW_HR) {
         const float hr = s.hr_bpm;

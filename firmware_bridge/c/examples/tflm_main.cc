@@ -59,7 +59,8 @@ int main() {
       anyppg_shown_t s;  // what to show, decided as edge_runtime's stream decides
       anyppg_hr_show(win.flags, interpreter.output(ANYPPG_OUTPUT_QUALITY_LOGIT_POSITION)->data.int8[0],
                      interpreter.output(ANYPPG_OUTPUT_HR_CONFIDENCE_POSITION)->data.int8[0],
-                     interpreter.output(ANYPPG_OUTPUT_HR_POSITION)->data.int8[0], window_copy,
+                     interpreter.output(ANYPPG_OUTPUT_HR_POSITION)->data.int8[0],
+                     interpreter.output(ANYPPG_OUTPUT_AF_LOGIT_POSITION)->data.int8[0], window_copy,
                      ANYPPG_INPUT_PPG_ZERO_POINT, &s);
       if (s.show & ANYPPG_SHOW_HR) printf("hr %.1f bpm\n", static_cast<double>(s.hr_bpm));
     }

@@ -2,7 +2,8 @@
  *
  * Reads show_in.bin from the current folder:
  *     int32 n, int32 m, int32 zero_point,
- *     n cases of {uint8 flags, int8 quality_logit, int8 hr_confidence, int8 hr, int32 window},
+ *     n cases of {uint8 flags, int8 quality_logit, int8 hr_confidence, int8 hr, int8 af_logit,
+ *                 uint8 pad[3], int32 window},
  *     int8 windows[m][ANYPPG_WINDOW_LEN]
  * (one window in memory at a time), and writes n records {uint8 show, uint8 withheld,
  * uint8 pad[2], float32 hr_bpm} to show_out.bin, then prints "cases n".
@@ -16,7 +17,8 @@ static int8_t window[ANYPPG_WINDOW_LEN];
 
 typedef struct {
     uint8_t flags;
-    int8_t quality, confidence, hr;
+    int8_t quality, confidence, hr, af;
+    uint8_t pad[3];
     int32_t window;
 } show_case_t;
 
@@ -48,7 +50,7 @@ int main(void)
         anyppg_shown_t s;
         show_out_t r;
         memset(&r, 0, sizeof r);
-        if (anyppg_hr_show(c.flags, c.quality, c.confidence, c.hr, window, head[2], &s) != ANYPPG_HR_OK) {
+        if (anyppg_hr_show(c.flags, c.quality, c.confidence, c.hr, c.af, window, head[2], &s) != ANYPPG_HR_OK) {
             printf("case %ld refused\n", i);
             return 3;
         }
@@ -61,8 +63,8 @@ int main(void)
         }
     }
     anyppg_shown_t s;
-    if (anyppg_hr_show(0u, 0, 0, 0, NULL, 0, &s) != ANYPPG_HR_ERR_NULL ||
-        anyppg_hr_show(0u, 0, 0, 0, window, 0, NULL) != ANYPPG_HR_ERR_NULL) {
+    if (anyppg_hr_show(0u, 0, 0, 0, 0, NULL, 0, &s) != ANYPPG_HR_ERR_NULL ||
+        anyppg_hr_show(0u, 0, 0, 0, 0, window, 0, NULL) != ANYPPG_HR_ERR_NULL) {
         printf("NULL pointers not refused\n");
         return 4;
     }
