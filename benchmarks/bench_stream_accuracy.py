@@ -14,8 +14,9 @@
   or selected the student (a wrist student mixes Liu's train split in; `seen_subjects`).
 
 Outputs are read by name (`hr`, `hr_confidence` when the model has it, `af_logit`). Where the
-sidecar has an "hr_refine" block, the HR the runtime shows (refined on the window's spectrum,
-`int8_runtime_refined`) is scored next to the network's own (`int8_runtime`).
+sidecar has an "hr_refine" or "af_beats" block, the HR the runtime shows (refined on the
+window's spectrum, or counted where the model calls AF: `int8_runtime_refined`) is scored next
+to the network's own (`int8_runtime`).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.hr_refine import refine_on_input
+from edge_runtime.af_beats import with_af_beats
+from edge_runtime.hr_refine import with_refined_hr
 from edge_runtime.model import EdgeModel, readout
 from edge_runtime.stream import run_recording
 
@@ -89,9 +91,11 @@ def bidmc_rows(model: EdgeModel, student, teacher, ridge, store: Path) -> dict[s
     source = json.loads((Path(store) / "index.json").read_text()).get("source", "store")
     row = {"task": f"{source}-hr (test subjects)", "metric": "MAE bpm", "windows": int(len(z)),
            "int8_runtime": _mae(q["hr"], hr)}
-    if model.hr_refine is not None:      # the number the runtime shows: refined (hr_refine)
-        q["hr"] = refine_on_input(z, q["hr"].reshape(-1), model.inputs["ppg"], model.spec.ppg_fs,
-                                  model.hr_refine, te.column("flags"))
+    if model.hr_refine is not None or model.af_beats is not None:   # the number the runtime shows
+        shown = with_refined_hr({**q, "hr": q["hr"].reshape(-1)}, z, model.inputs["ppg"],
+                                model.spec.ppg_fs, model.hr_refine, te.column("flags"))
+        q = with_af_beats(shown, z, model.inputs["ppg"], model.spec.ppg_fs, model.af_beats,
+                          te.column("flags"))
         row["int8_runtime_refined"] = _mae(q["hr"], hr)
     if student is not None:
         row["float_student"] = _mae(_torch_outputs(student, z)["hr"], hr)
@@ -115,14 +119,15 @@ def troika_rows(model: EdgeModel, student, teacher, ridge, root: Path) -> dict[s
             for r in res[: len(lab)]:
                 zs.append(r.z)
                 ok.append(r.status == "ok")
-                pred.append(readout(model.run(r.z))["hr"])
-                shown.append(model.refined_hr(r.z, pred[-1], r.flags))
+                out = readout(model.run(r.z))
+                pred.append(out["hr"])
+                shown.append(model.refined_hr(r.z, pred[-1], r.flags, out.get("af_prob")))
             hr += list(lab[: len(res)])
     z, hr, ok, pred, shown = np.stack(zs), np.asarray(hr), np.asarray(ok), np.asarray(pred), np.asarray(shown)
     row = {"task": "troika_test hr (wrist, exercise)", "metric": "MAE bpm", "windows": int(len(z)),
            "int8_runtime": _mae(pred, hr), "int8_runtime_usable": _mae(pred[ok], hr[ok]),
            "usable_coverage": float(ok.mean())}
-    if model.hr_refine is not None:      # the number the runtime shows: refined (hr_refine)
+    if model.hr_refine is not None or model.af_beats is not None:   # the number the runtime shows
         row["int8_runtime_refined"] = _mae(shown, hr)
         row["int8_runtime_refined_usable"] = _mae(shown[ok], hr[ok])
     if student is not None:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime import contract, interpreters as interp
+from edge_runtime.af_beats import AFBeats, with_af_beats
 from edge_runtime.hr_refine import HRRefine, with_refined_hr
 
 # head -> (store label, metric); a logit head is scored by AUROC against label >= 0.5.
@@ -65,7 +66,9 @@ def int8_outputs(export_dir: Path, x: np.ndarray, flags: np.ndarray | None = Non
         v = interp.dequantize(raw[k], s, z).reshape(len(x), -1)
         out[o["name"]] = v[:, 0] if v.shape[1] == 1 and o["name"] != "embedding" else v
     # the number a device shows, and the network's own as hr_network
-    return with_refined_hr(out, x, ins[0], float(side["spec"]["ppg_fs"]), HRRefine.from_sidecar(side), flags)
+    fs = float(side["spec"]["ppg_fs"])
+    out = with_refined_hr(out, x, ins[0], fs, HRRefine.from_sidecar(side), flags)
+    return with_af_beats(out, x, ins[0], fs, AFBeats.from_sidecar(side), flags)
 
 
 def score(kind: str, y: np.ndarray, p: np.ndarray, groups: np.ndarray, rounds: int = ROUNDS) -> dict[str, Any]:

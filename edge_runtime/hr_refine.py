@@ -17,7 +17,8 @@ No window function (rectangular: a Hann window was worse on both validation sets
 removal (the window is band-passed). P is scale-free through max_g P, so x may be the float
 window or, as on a device, the int8 input minus its zero point. A window with no power at any
 candidate (all zeros), or a window padded from a shorter recording (SKIP_FLAGS), keeps the
-network's hr (the C examples show no number for a flagged window at all). The parameters are chosen on validation windows
+network's hr (a window with a low-quality flag shows no number at all: edge_runtime.show). The
+parameters are chosen on validation windows
 by the export (`quantization.decision`) and recorded in the sidecar's "hr_refine" block; a
 sidecar without one is not refined. The C bundle implements the same definition
 (firmware_bridge), measured against `refine_hr` on real windows.
