@@ -145,6 +145,7 @@ def measure(bundle: Path, board: str) -> dict:
         linked = qemu.elf_size(elf)
     return {"board": board, "objects": objs, "parts": parts, "example_elf": linked,
             "hr_refine_insns": hr_refine_insns(bundle, board),
+            "af_beats_insns": af_beats_insns(bundle, board),
             "preprocessing_state_ram": state_ram([src], board),
             "preprocessing_ram_with_input": state_ram([src], board, with_input=True)}
 
@@ -169,6 +170,32 @@ def hr_refine_insns(bundle: Path, board: str) -> int | None:
         except hr_check.CheckError as e:
             raise BundleError(f"anyppg_hr on {board}: {e}") from None
     return insns["hr_max"]
+
+
+def af_beats_insns(bundle: Path, board: str) -> int | None:
+    """Instructions of anyppg_hr_show per window on `board` (QEMU) on the beat-count path (every
+    gate open, af_logit at its top code), at most over the golden windows (where a window has
+    under 3 peaks the refinement runs too, so this bounds the path); None without an
+    af_beats block."""
+    sidecar = json.loads((bundle / "model_int8.json").read_text())
+    if AFBeats.from_sidecar(sidecar) is None:
+        return None
+    g = golden.load_golden(bundle / "golden")
+    q = next(e for e in g["inputs"] if e["name"] == "ppg")
+    n = len(q["data"])
+    cases = np.zeros(n, hr_check.SHOW_CASE)
+    for name in ("quality_logit", "hr_confidence", "hr", "af_logit"):
+        cases[name] = 127
+    cases["window"] = np.arange(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(bundle / "src" / "anyppg_model_settings.h", Path(tmp) / "anyppg_model_settings.h")
+        try:
+            elf = hr_check.build_board(Path(tmp), board, runner=hr_check.SHOW_SOURCES)
+            _, insns = hr_check.run_show(elf, cases, q["data"].reshape(n, -1), int(q["zero_point"]),
+                                         Path(tmp) / "run", board=board)
+        except hr_check.CheckError as e:
+            raise BundleError(f"anyppg_hr_show on {board}: {e}") from None
+    return insns["show_max"]
 
 
 def hr_refine_text(sidecar: dict, sizes: dict | None) -> str:
@@ -212,13 +239,17 @@ def decision_text(sidecar: dict) -> str:
             f"hr_confidence code >= {mins.get('hr_confidence', -128)} in this build")
 
 
-def af_beats_text(sidecar: dict) -> str:
-    """The README's words on the sidecar's "af_beats" block."""
+def af_beats_text(sidecar: dict, sizes: dict | None) -> str:
+    """The README's words on the sidecar's "af_beats" block and its measured cost."""
     cfg = AFBeats.from_sidecar(sidecar)
     if cfg is None:
         return "this model's sidecar has none, so `ANYPPG_HAS_AF_BEATS` is 0"
+    cost = "cost not measured here (arm-none-eabi-gcc or QEMU absent)"
+    if sizes and sizes.get("af_beats_insns"):
+        cost = (f"{sizes['af_beats_insns']:,} instructions per window at most for `anyppg_hr_show` "
+                f"on that path on the Cortex-M4F (QEMU), 512 bytes of stack for its histogram")
     return (f"this build: from af_prob {cfg.min_af_prob:g}, peaks above {cfg.fraction:g} of the "
-            f"window's 95th-percentile level; chosen {cfg.chosen_on or 'by the export config'}")
+            f"window's 95th-percentile level; chosen {cfg.chosen_on or 'by the export config'}; {cost}")
 
 
 def _size_table(sizes: dict | None) -> str:
@@ -276,7 +307,7 @@ def make_bundle(src: Path, out: Path, cfg: FirmwareConfig, overwrite: bool = Fal
             up=k.up, down=k.down, student=sidecar.get("student", "?"),
             sha256=sidecar.get("sha256", "?"), size_table=_size_table(sizes),
             hr_refine=hr_refine_text(sidecar, sizes), polarity=polarity_text(sidecar),
-            decision=decision_text(sidecar), af_beats=af_beats_text(sidecar),
+            decision=decision_text(sidecar), af_beats=af_beats_text(sidecar, sizes),
             outputs=", ".join(f"`{o['name']}` ({o.get('unit', '')})" for o in sidecar.get("outputs", [])))
         (tmp / "README.md").write_text(readme)
         metrics = {"sensor_fs": fs, "sizes": sizes, **facts}

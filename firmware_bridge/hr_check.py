@@ -11,7 +11,7 @@ figure use.
 and anyppg_hr_show, the decision of what a watch shows, against edge_runtime.show:
 
     exe = build_host(gen, runner=SHOW_SOURCES)
-    got = run_show(exe, cases, windows, zero_point, work)   # SHOW_OUT records
+    got, _ = run_show(exe, cases, windows, zero_point, work)  # SHOW_OUT records
     want = reference_show(cases, windows, zero_point, sidecar)
 """
 from __future__ import annotations
@@ -66,10 +66,10 @@ def build_host(gen_dir: Path, sanitize: bool = True, compiler: str = "gcc",
     return out
 
 
-def build_board(gen_dir: Path, board: str = qemu.DEFAULT_BOARD) -> Path:
+def build_board(gen_dir: Path, board: str = qemu.DEFAULT_BOARD, runner: tuple[Path, ...] = SOURCES) -> Path:
     """The same runner as an ELF for a QEMU board, counting instructions per call."""
     gen_dir = Path(gen_dir)
-    return qemu.build_elf(list(SOURCES), gen_dir / f"anyppg_hr_run_{board}.elf", board,
+    return qemu.build_elf(list(runner), gen_dir / f"{runner[-1].stem}_{board}.elf", board,
                           include_dirs=[gen_dir, C_DIR], cflags=["-Werror", "-ffp-contract=off"],
                           defines={"RUN_BENCH": 1})
 
@@ -116,23 +116,28 @@ def reference(q: np.ndarray, zero_point: int, hr: np.ndarray, sidecar: dict) -> 
 
 
 def run_show(exe: Path, cases: np.ndarray, windows: np.ndarray, zero_point: int, work: Path,
-             timeout_s: float = 300) -> np.ndarray:
+             board: str | None = None, timeout_s: float = 300) -> tuple[np.ndarray, dict[str, int]]:
     """anyppg_hr_show of each SHOW_CASE record (its window an index into windows (M, L) int8)
-    on the host: SHOW_OUT records."""
+    on the host (board None) or on QEMU: SHOW_OUT records, and a board run's instruction count
+    ({'show_max'})."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     cases = np.ascontiguousarray(cases, SHOW_CASE)
     windows = np.ascontiguousarray(windows, np.int8)
     head = np.array([len(cases), len(windows), int(zero_point)], "<i4")
     (work / "show_in.bin").write_bytes(head.tobytes() + cases.tobytes() + windows.tobytes())
-    res = subprocess.run([str(exe)], cwd=work, capture_output=True, text=True, timeout=timeout_s)
-    if res.returncode != 0:
-        out = res.stdout + res.stderr
-        raise CheckError(f"{Path(exe).name} exited {res.returncode}: {(out.strip().splitlines() or ['?'])[-1]}")
+    if board is None:
+        res = subprocess.run([str(exe)], cwd=work, capture_output=True, text=True, timeout=timeout_s)
+        code, out = res.returncode, res.stdout + res.stderr
+    else:
+        r = qemu.run_elf(exe, board, cwd=work, timeout_s=timeout_s)
+        code, out = r.returncode, r.stdout
+    if code != 0:
+        raise CheckError(f"{Path(exe).name} exited {code}: {(out.strip().splitlines() or ['?'])[-1]}")
     got = np.fromfile(work / "show_out.bin", SHOW_OUT)
     if len(got) != len(cases):
         raise CheckError(f"{Path(exe).name} wrote {len(got)} results for {len(cases)} cases")
-    return got
+    return got, qemu.insn_counts(out)
 
 
 def reference_show(cases: np.ndarray, windows: np.ndarray, zero_point: int, sidecar: dict) -> np.ndarray:

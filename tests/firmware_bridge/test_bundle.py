@@ -87,6 +87,8 @@ def test_bundle_layout_and_manifest(bundle_dir):
     if has and sizes:       # measured where arm-none-eabi-gcc and QEMU are installed
         assert sizes["hr_refine_insns"] > 0 and sizes["parts"]["hr_refine"]["text"] > 0
         assert f"{sizes['hr_refine_insns']:,} instructions per window" in readme
+    if sizes:
+        assert 0 < sizes["af_beats_insns"] and f"{sizes['af_beats_insns']:,} instructions" in readme
 
 
 def test_host_build_runs_golden(bundle_dir, tmp_path):

@@ -96,7 +96,7 @@ def test_c_shows_what_edge_runtime_shows(material, decision, af_beats, tmp_path)
     if AF_BEATS[af_beats] is not None:
         side["af_beats"] = AF_BEATS[af_beats].to_dict()
     exe = hr_check.build_host(hr_check.generate_header(side, tmp_path / "gen"), runner=hr_check.SHOW_SOURCES)
-    got = hr_check.run_show(exe, cases, q, zp, tmp_path / "run")
+    got, _ = hr_check.run_show(exe, cases, q, zp, tmp_path / "run")
     want = hr_check.reference_show(cases, q, zp, side)
     assert np.array_equal(got["withheld"], want["withheld"])
     assert np.array_equal(got["show"], want["show"])

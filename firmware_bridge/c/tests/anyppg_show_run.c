@@ -6,12 +6,20 @@
  *                 uint8 pad[3], int32 window},
  *     int8 windows[m][ANYPPG_WINDOW_LEN]
  * (one window in memory at a time), and writes n records {uint8 show, uint8 withheld,
- * uint8 pad[2], float32 hr_bpm} to show_out.bin, then prints "cases n".
+ * uint8 pad[2], float32 hr_bpm} to show_out.bin, then prints "cases n". RUN_BENCH 1
+ * (firmware_bridge/qemu.py boards only): also "@insns show_max N" over the cases.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "anyppg_hr.h"
+
+#if RUN_BENCH
+#include "anyppg_cm_bench.h"
+#define BENCH_NOW() anyppg_cm_bench_ticks()
+#else
+#define BENCH_NOW() 0u
+#endif
 
 static int8_t window[ANYPPG_WINDOW_LEN];
 
@@ -29,6 +37,10 @@ typedef struct {
 
 int main(void)
 {
+#if RUN_BENCH
+    anyppg_cm_bench_init();
+#endif
+    unsigned long long max_ticks = 0;
     FILE *f = fopen("show_in.bin", "rb");
     FILE *o = fopen("show_out.bin", "wb");
     int32_t head[3];
@@ -50,7 +62,11 @@ int main(void)
         anyppg_shown_t s;
         show_out_t r;
         memset(&r, 0, sizeof r);
-        if (anyppg_hr_show(c.flags, c.quality, c.confidence, c.hr, c.af, window, head[2], &s) != ANYPPG_HR_OK) {
+        const unsigned long long t0 = BENCH_NOW();
+        const int rc = anyppg_hr_show(c.flags, c.quality, c.confidence, c.hr, c.af, window, head[2], &s);
+        const unsigned long long t = BENCH_NOW() - t0;
+        max_ticks = t > max_ticks ? t : max_ticks;
+        if (rc != ANYPPG_HR_OK) {
             printf("case %ld refused\n", i);
             return 3;
         }
@@ -70,6 +86,11 @@ int main(void)
     }
     fclose(f);
     fclose(o);
+#if RUN_BENCH
+    anyppg_cm_bench_report("show_max", max_ticks);
+#else
+    (void)max_ticks;
+#endif
     printf("cases %ld\n", n);
     return 0;
 }
