@@ -84,13 +84,8 @@ def write_inputs(folder: Path, q: np.ndarray, zero_point: int, hr: np.ndarray) -
     (Path(folder) / IN_FILE).write_bytes(head.tobytes() + hr.tobytes() + q.tobytes())
 
 
-def run(exe: Path, q: np.ndarray, zero_point: int, hr: np.ndarray, work: Path,
-        board: str | None = None, timeout_s: float = 300) -> tuple[np.ndarray, dict[str, int]]:
-    """Refined hr (N,) float32 of windows q (N, L) int8 by the C, on the host (board None) or
-    on QEMU; and the instruction counts a board run prints ({'hr_max', 'hr_sum'})."""
-    work = Path(work)
-    work.mkdir(parents=True, exist_ok=True)
-    write_inputs(work, q, zero_point, hr)
+def _execute(exe: Path, work: Path, board: str | None, timeout_s: float) -> str:
+    """A runner in work/ on the host (board None) or on QEMU: its output; CheckError if it fails."""
     if board is None:
         res = subprocess.run([str(exe)], cwd=work, capture_output=True, text=True, timeout=timeout_s)
         code, out = res.returncode, res.stdout + res.stderr
@@ -99,6 +94,17 @@ def run(exe: Path, q: np.ndarray, zero_point: int, hr: np.ndarray, work: Path,
         code, out = r.returncode, r.stdout
     if code != 0:
         raise CheckError(f"{Path(exe).name} exited {code}: {(out.strip().splitlines() or ['?'])[-1]}")
+    return out
+
+
+def run(exe: Path, q: np.ndarray, zero_point: int, hr: np.ndarray, work: Path,
+        board: str | None = None, timeout_s: float = 300) -> tuple[np.ndarray, dict[str, int]]:
+    """Refined hr (N,) float32 of windows q (N, L) int8 by the C, on the host (board None) or
+    on QEMU; and the instruction counts a board run prints ({'hr_max', 'hr_sum'})."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    write_inputs(work, q, zero_point, hr)
+    out = _execute(exe, work, board, timeout_s)
     got = np.fromfile(work / OUT_FILE, "<f4")
     if len(got) != len(q):
         raise CheckError(f"{Path(exe).name} wrote {len(got)} results for {len(q)} windows")
@@ -126,14 +132,7 @@ def run_show(exe: Path, cases: np.ndarray, windows: np.ndarray, zero_point: int,
     windows = np.ascontiguousarray(windows, np.int8)
     head = np.array([len(cases), len(windows), int(zero_point)], "<i4")
     (work / "show_in.bin").write_bytes(head.tobytes() + cases.tobytes() + windows.tobytes())
-    if board is None:
-        res = subprocess.run([str(exe)], cwd=work, capture_output=True, text=True, timeout=timeout_s)
-        code, out = res.returncode, res.stdout + res.stderr
-    else:
-        r = qemu.run_elf(exe, board, cwd=work, timeout_s=timeout_s)
-        code, out = r.returncode, r.stdout
-    if code != 0:
-        raise CheckError(f"{Path(exe).name} exited {code}: {(out.strip().splitlines() or ['?'])[-1]}")
+    out = _execute(exe, work, board, timeout_s)
     got = np.fromfile(work / "show_out.bin", SHOW_OUT)
     if len(got) != len(cases):
         raise CheckError(f"{Path(exe).name} wrote {len(got)} results for {len(cases)} cases")
