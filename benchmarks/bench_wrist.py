@@ -41,7 +41,8 @@ from anyppg.runs import atomic_write_json
 from edge_runtime import preprocess as pp
 from edge_runtime.accel import accel_windows
 from edge_runtime.af_beats import AFBeats, AFBeatsConfigError, with_af_beats
-from edge_runtime.contract import ContractError, check_ports, sidecar_inputs
+from edge_runtime.contract import (HR_BIN_MAX_BPM, HR_BIN_MIN_BPM, ContractError, check_ports,
+                                   sidecar_inputs)
 from edge_runtime.hr_refine import HRRefine, RefineConfigError, with_refined_hr
 from edge_runtime.interpreters import dequantize, litert, quantize_input
 from edge_runtime.spec import SignalSpec
@@ -234,6 +235,17 @@ def coverage_curve(err: np.ndarray, conf: np.ndarray, coverages=COVERAGES) -> li
     return out
 
 
+def spectral_support(z: np.ndarray, hr: np.ndarray, fs: float, within_bpm: float = 5.0) -> np.ndarray:
+    """Share of each window's DFT power (1-bpm grid over the contract's 30-230 bpm) within
+    `within_bpm` of its shown hr: how much of the window's pulse band backs the number. (N,)"""
+    g = np.arange(HR_BIN_MIN_BPM, HR_BIN_MAX_BPM + 1.0, 1.0)
+    n = np.arange(z.shape[1])
+    basis = np.exp(-2j * np.pi * (g[:, None] / 60.0) * n[None, :] / fs)
+    power = np.abs(np.asarray(z, np.float64) @ basis.T) ** 2
+    near = np.abs(g[None, :] - np.asarray(hr, np.float64).reshape(-1, 1)) <= within_bpm
+    return (power * near).sum(1) / np.maximum(power.sum(1), 1e-300)
+
+
 def subject_resamples(subject: np.ndarray, n: int = 2000, seed: int = 0):
     """n resamples of the windows, subjects drawn with replacement: each a row index array. The
     one bootstrap behind every CI over subjects here and in bench_af (same seed, same draws)."""
@@ -286,7 +298,7 @@ def format_paired(r: dict, a: str, b: str) -> str:
 
 
 def score_set(name: str, data: dict, model_out: dict, train_mean: float,
-              decision_min: float, label: str = "int8 student") -> dict:
+              decision_min: float, label: str = "int8 student", fs: float = 125.0) -> dict:
     """All rows of one set (see the module docstring)."""
     y = data["hr"]
     est = hr_estimates(data["ppg"], data["flags"])
@@ -298,6 +310,9 @@ def score_set(name: str, data: dict, model_out: dict, train_mean: float,
                             "curve": coverage_curve(err_student, conf),
                             # the floor for any confidence: windows ranked by their own error
                             "ideal_curve": coverage_curve(err_student, -err_student),
+                            # a candidate the rule rejected on validation (README): not what ships
+                            "support_curve": coverage_curve(err_student, conf * spectral_support(
+                                data["ppg"], model_out["hr"], fs)),
                             "share_off_by_20_bpm": float((err_student > 20.0).mean()),
                             "at_decision": {"threshold": decision_min, "coverage": float(keep.mean()),
                                             "mae": float(err_student[keep].mean()) if keep.any() else None}}
@@ -333,6 +348,8 @@ def format_set(r: dict) -> str:
     s = r["rows"][r.get("student", "int8 student")]
     lines.append("  student by its own confidence: " + ", ".join(
         f"{c['coverage']:.0%} -> {c['mae']:.2f}" for c in s["curve"]))
+    lines.append("  ranked by hr_confidence x spectral support (rejected on validation, not shipped): " + ", ".join(
+        f"{c['coverage']:.0%} -> {c['mae']:.2f}" for c in s["support_curve"]))
     lines.append("  the best any confidence could do (windows ranked by their own error): " + ", ".join(
         f"{c['coverage']:.0%} -> {c['mae']:.2f}" for c in s["ideal_curve"])
                  + f"; {s['share_off_by_20_bpm']:.0%} of windows off by > 20 bpm")
@@ -409,7 +426,8 @@ def main(argv=None) -> int:
             if args.invert:
                 name, data = f"{name}, inverted", {**data, "ppg": -data["ppg"]}
             out = model.run(model_inputs(model, data), data["flags"])
-            results.append(score_set(name, data, out, float(train_mean), float(model.decision), model.label))
+            results.append(score_set(name, data, out, float(train_mean), float(model.decision), model.label,
+                                   float(model.spec.ppg_fs)))
             print(format_set(results[-1]), flush=True)
             if other is not None:
                 results[-1]["against"] = {"model": args.against,

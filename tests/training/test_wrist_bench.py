@@ -45,6 +45,9 @@ def test_score_set_imputes_failures_with_the_training_mean():
     assert ideal[1.0] == pytest.approx(43 / 4) and ideal[0.7] == pytest.approx(1.0)
     assert all(i["mae"] <= c["mae"] + 1e-12 for i, c in zip(s["ideal_curve"], s["curve"]))
     assert s["share_off_by_20_bpm"] == pytest.approx(0.25)
+    # spectral support: a clean sinusoid puts its power at its own rate, not 40 bpm away
+    sup = bw.spectral_support(x[:3], out["hr"][:3], fs)
+    assert sup[0] > 0.9 and sup[1] > 0.5 and sup[2] < 0.05
     spec = r["rows"]["spectral peak"]
     assert spec["coverage"] == pytest.approx(0.75)
     assert spec["mae"] < 1.0                     # clean sinusoids: the peak is right
