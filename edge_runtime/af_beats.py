@@ -28,6 +28,8 @@ import numpy as np
 
 from .contract import HR_BIN_MAX_BPM
 from .hr_refine import SKIP_FLAGS
+from .interpreters import quantize_input
+from .sidecar import sigmoid
 
 METHOD = "af-beats-1"
 LEVEL_PERCENT = 95
@@ -110,8 +112,6 @@ def with_af_beats(out: dict[str, np.ndarray], z: np.ndarray, ppg_input: dict[str
     beat rate on the windows z (N, L) where cfg applies; `out` itself without cfg."""
     if cfg is None or "hr" not in out or "af_logit" not in out:
         return out
-    from .interpreters import quantize_input
-    from .sidecar import sigmoid
     q = quantize_input(np.atleast_2d(np.asarray(z, np.float32)), ppg_input["scale"], ppg_input["zero_point"])
     af = sigmoid(np.asarray(out["af_logit"], np.float32).reshape(-1))
     hr = np.asarray(out["hr"], np.float64).reshape(-1)

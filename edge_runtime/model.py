@@ -148,8 +148,8 @@ class EdgeModel:
         e = self.inputs["ppg"]
         if self.hr_refine is not None:
             hr = float(refine_on_input(z, hr, e, self.spec.ppg_fs, self.hr_refine, flags)[0])
-        if self.af_beats is None:
-            return float(hr)
+        if self.af_beats is None or af_prob is None or af_prob < self.af_beats.min_af_prob:
+            return float(hr)                # (no need to quantise the window for the count)
         q = quantize_input(np.asarray(z, np.float32).reshape(1, -1), e["scale"], e["zero_point"])[0]
         return float(shown_in_af(hr, af_prob, q, e["zero_point"], self.spec.ppg_fs, self.af_beats, flags))
 

@@ -9,7 +9,8 @@ anyppg_model_settings.h), and the tests compare the two on every int8 code. In o
 3. `hr_confidence` < decision.hr_confidence_min: everything but hr ('hr_confidence').
 
 `too_short` (a recording shorter than one window, padded) is not low quality: its numbers are
-shown, its hr unrefined (edge_runtime.hr_refine).
+shown, its hr unrefined (edge_runtime.hr_refine). Which hr is shown (refined, or counted where
+the model calls AF) is EdgeModel.refined_hr's part (edge_runtime.af_beats).
 """
 from __future__ import annotations
 
