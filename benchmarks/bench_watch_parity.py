@@ -11,8 +11,9 @@ runtime's default, faster, with its own int8 rounding).
         --store stores/bidmc --store stores/troika [--split test] [--json out.json]
 
 Per store: windows cut by each (must be the same, at the same starts, with the same flags), the
-windows whose decision differs (what is shown: everything, all but hr, or nothing) and
-|hr_watch - hr_notebook| over the windows both show an hr. A recording at another rate than the
+windows whose decision differs (what is shown: everything, all but hr, or nothing),
+|hr_watch - hr_notebook| over the windows both show an hr, and how many of those the notebook
+showed at or above the sidecar's af_beats gate (counted beats unless under 3 peaks). A recording at another rate than the
 bundle's sensor rate is first resampled to it (benchmarks.bench_rates.at_rate), as that sensor
 would have sampled it. Where LiteRT and the generated C differ by one int8 step at a rounding tie
 (README: 2 of 34,304 head values) a decision at a threshold can differ: counted, not hidden.
@@ -47,8 +48,9 @@ def notebook_decision(r) -> tuple[int, int, float]:
             float("nan") if hr is None else float(hr))
 
 
-def compare(watch: list[dict], notebook: list, name: str) -> dict:
-    """Window-by-window agreement of one recording."""
+def compare(watch: list[dict], notebook: list, name: str, af_gate: float | None = None) -> dict:
+    """Window-by-window agreement of one recording (`af_gate`: the sidecar's af_beats gate, to
+    count the windows the notebook showed an hr for at or above it)."""
     if len(watch) != len(notebook):
         raise BenchError(f"{name}: the watch cut {len(watch)} windows, the notebook {len(notebook)}")
     flags = sum(w["flags"] == r.flags for w, r in zip(watch, notebook))
@@ -59,9 +61,11 @@ def compare(watch: list[dict], notebook: list, name: str) -> dict:
             differ.append({"window": k, "watch": [w["show"], w["withheld"]], "notebook": [show, why]})
         elif show & SHOW_HR:
             diffs.append(abs(w["hr_bpm"] - hr))
+    at_gate = sum(af_gate is not None and r.values.get("hr") is not None
+                  and r.values.get("af_prob", 0.0) >= af_gate for r in notebook)
     return {"windows": len(watch), "flags_equal": flags, "decisions_differ": differ,
             "hr_shown_both": len(diffs), "hr_abs_diffs": diffs,
-            "shown_hr": sum(bool(w["show"] & SHOW_HR) for w in watch)}
+            "shown_hr": sum(bool(w["show"] & SHOW_HR) for w in watch), "hr_at_af_gate": at_gate}
 
 
 def summary(rows: list[dict]) -> dict:
@@ -69,6 +73,7 @@ def summary(rows: list[dict]) -> dict:
     return {"windows": sum(r["windows"] for r in rows), "flags_equal": sum(r["flags_equal"] for r in rows),
             "decisions_differ": [d for r in rows for d in r["decisions_differ"]],
             "hr_shown_watch": sum(r["shown_hr"] for r in rows), "hr_shown_both": int(len(diffs)),
+            "hr_at_af_gate": sum(r["hr_at_af_gate"] for r in rows),
             "hr_max_abs_diff_bpm": float(diffs.max()) if len(diffs) else None,
             "hr_mean_abs_diff_bpm": float(diffs.mean()) if len(diffs) else None}
 
@@ -86,7 +91,8 @@ def score(models: dict[str, EdgeModel], store: Path, split: str, exe: Path, fs: 
                 raise BenchError(f"{store} {subject}: {e}") from None
             for b, m in models.items():
                 notebook, _ = run_recording(m, x.astype(np.float64), fs, polarity="up")
-                rows[b].append(compare(watch, notebook, f"{store} {subject}"))
+                gate = m.af_beats.min_af_prob if m.af_beats is not None else None
+                rows[b].append(compare(watch, notebook, f"{store} {subject}", gate))
             recs += 1
     if not recs:
         raise BenchError(f"{store}: no recordings in split {split!r}")
@@ -101,7 +107,8 @@ def describe(store: str, r: dict) -> str:
               f"|hr watch - notebook| max {s['hr_max_abs_diff_bpm']:.4f}, mean {s['hr_mean_abs_diff_bpm']:.5f} bpm")
         lines.append(f"  notebook on LiteRT {b}: {s['windows']} windows, flags equal on {s['flags_equal']}, "
                      f"decisions differ on {len(s['decisions_differ'])}; hr shown by the watch on "
-                     f"{s['hr_shown_watch']} (both on {s['hr_shown_both']}); {hr}")
+                     f"{s['hr_shown_watch']} (both on {s['hr_shown_both']}; at the AF gate "
+                     f"{s['hr_at_af_gate']}); {hr}")
     return "\n".join(lines)
 
 

@@ -37,6 +37,7 @@ def test_the_watch_shows_what_the_notebook_shows(fw, qstore, tmp_path, capsys):
     # LiteRT's reference kernels are what the generated C reproduces (but for rounding ties)
     assert len(ref["decisions_differ"]) <= 1 and ref["hr_shown_both"] > 0
     assert ref["hr_max_abs_diff_bpm"] < 0.5
+    assert 0 <= ref["hr_at_af_gate"] <= ref["hr_shown_watch"]      # the session export has a gate
     assert "notebook on LiteRT ref" in capsys.readouterr().out
 
 
