@@ -96,6 +96,12 @@ def read_export(src: Path) -> tuple[bytes, dict, Path, Path]:
         raise BundleError(f"{side}: {e}") from None
     except TypeError as e:
         raise BundleError(f"{side}: af_beats: {e}") from None
+    dec = sidecar.get("decision") or {}
+    bad = [k for k, v in dec.items() if k in DEFAULT_DECISION and (
+        isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v))] \
+        if isinstance(dec, dict) else ["(not an object)"]
+    if bad:
+        raise BundleError(f"{side}: decision {bad}: thresholds must be finite numbers")
     names = [e.get("name") for e in sidecar_inputs(sidecar)]
     if "ppg" not in names:
         raise BundleError(f"{side}: the model has no 'ppg' input (inputs: {names})")

@@ -188,6 +188,9 @@ def test_bad_inputs(export_dir, tmp_path, capsys):
         assert bundle.main(["--from", str(bad), "--out", str(tmp_path / "o")]) == 1
         msg = one_error_line(capsys)
         assert "model_int8.json" in msg and words in msg
+    (bad / "model_int8.json").write_text(json.dumps({**side, "decision": {"hr_confidence_min": "high"}}))
+    assert bundle.main(["--from", str(bad), "--out", str(tmp_path / "o")]) == 1
+    assert "thresholds must be finite numbers" in one_error_line(capsys)
     (tmp_path / "o").mkdir()
     assert bundle.main(["--from", str(export_dir), "--out", str(tmp_path / "o")]) == 1
     assert "already exists" in one_error_line(capsys)
