@@ -9,21 +9,13 @@
 #include <stdio.h>
 
 #include "anyppg_hr.h"
-
-#if RUN_BENCH
-#include "anyppg_cm_bench.h"
-#define BENCH_NOW() anyppg_cm_bench_ticks()
-#else
-#define BENCH_NOW() 0u
-#endif
+#include "anyppg_run_bench.h"
 
 static int8_t window[ANYPPG_WINDOW_LEN];
 
 int main(void)
 {
-#if RUN_BENCH
-    anyppg_cm_bench_init();
-#endif
+    BENCH_INIT();
     FILE *f = fopen("hr_in.bin", "rb");
     FILE *o = fopen("hr_out.bin", "wb");
     int32_t head[2];
@@ -61,13 +53,8 @@ int main(void)
     }
     fclose(f);
     fclose(o);
-#if RUN_BENCH
-    anyppg_cm_bench_report("hr_max", max_ticks);
-    anyppg_cm_bench_report("hr_sum", sum_ticks);
-#else
-    (void)max_ticks;
-    (void)sum_ticks;
-#endif
+    BENCH_REPORT("hr_max", max_ticks);
+    BENCH_REPORT("hr_sum", sum_ticks);
     printf("windows %ld\n", n);
     return 0;
 }

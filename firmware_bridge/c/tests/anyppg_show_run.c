@@ -13,13 +13,7 @@
 #include <string.h>
 
 #include "anyppg_hr.h"
-
-#if RUN_BENCH
-#include "anyppg_cm_bench.h"
-#define BENCH_NOW() anyppg_cm_bench_ticks()
-#else
-#define BENCH_NOW() 0u
-#endif
+#include "anyppg_run_bench.h"
 
 static int8_t window[ANYPPG_WINDOW_LEN];
 
@@ -37,9 +31,7 @@ typedef struct {
 
 int main(void)
 {
-#if RUN_BENCH
-    anyppg_cm_bench_init();
-#endif
+    BENCH_INIT();
     unsigned long long max_ticks = 0;
     FILE *f = fopen("show_in.bin", "rb");
     FILE *o = fopen("show_out.bin", "wb");
@@ -86,11 +78,7 @@ int main(void)
     }
     fclose(f);
     fclose(o);
-#if RUN_BENCH
-    anyppg_cm_bench_report("show_max", max_ticks);
-#else
-    (void)max_ticks;
-#endif
+    BENCH_REPORT("show_max", max_ticks);
     printf("cases %ld\n", n);
     return 0;
 }
